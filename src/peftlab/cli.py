@@ -1,0 +1,257 @@
+"""The `peftlab` command: each subcommand parses flags into a RunConfig (or a few options) and calls the library.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 1 a run that failed (stored as failed), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+
+from peftlab.config import FIELDS, RunConfig, coerce, flag_of, from_dict, load_yaml
+from peftlab.errors import BadInput
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit 2, without the usage block."""
+
+    def error(self, message: str):
+        raise BadInput(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _add_config_flags(
+    p: argparse.ArgumentParser, only: set[str] | None = None, skip: set[str] = frozenset()
+) -> None:
+    """One flag per RunConfig field; the help text is the field's own documentation."""
+    for f in fields(RunConfig):
+        if (only is not None and f.name not in only) or f.name in skip:
+            continue
+        help_text = f.metadata["help"]
+        default = f.default if not callable(getattr(f, "default_factory", None)) else None
+        if str(f.type).startswith("bool"):
+            p.add_argument(
+                flag_of(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            shown = "" if default in (None, "") else f" [default: {default}]"
+            p.add_argument(
+                flag_of(f.name), dest=f.name, default=None, metavar=f.name.upper(), help=help_text + shown
+            )
+
+
+def _config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
+    """Defaults < YAML file (--config) < flags given on the command line."""
+    merged = dict(base or {})
+    if getattr(args, "config", None):
+        merged.update(load_yaml(args.config))
+    for name in FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            merged[name] = coerce(name, value)
+    return from_dict(merged)
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_run(args) -> int:
+    from peftlab.run import run_experiment
+    from peftlab.store import Store
+
+    cfg = _config_from_args(args)
+    from peftlab.config import validate
+
+    validate(cfg)
+    store = Store(cfg.resolved_store())
+    try:
+        record = run_experiment(cfg, store, progress=not args.quiet)
+    except (BadInput, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        print(
+            f"peftlab run: the run failed ({type(e).__name__}: {e}); stored as failed in {store.path}",
+            file=sys.stderr,
+        )
+        if args.json:
+            failed = [r for r in store.records(status="failed")]
+            if failed:
+                _print_json(_public(failed[-1]))
+        return 1
+    if args.json:
+        _print_json(_public(record))
+    else:
+        _print_summary(record, store.path)
+    return 0
+
+
+def _public(record: dict) -> dict:
+    out = dict(record)
+    out.pop("traceback", None)
+    return out
+
+
+def _print_summary(record: dict, store_path) -> None:
+    m, b, p, t = record["metrics"], record["baseline_metrics"], record["params"], record["time"]
+    pred = p.get("predicted_trainable")
+    pred_txt = (
+        f"predicted {pred:,} ({'match' if p.get('match') else 'MISMATCH'})"
+        if pred is not None
+        else p.get("note")
+    )
+    lines = [
+        f"run {record['run_id']}  [{record['status']}]",
+        f"  {record['model']} on {record['dataset']} ({record['task']}), method {record['method']}, seed {record['seed']}",
+        f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  macro-recall {m['macro_recall']:.4f}"
+        f"   (before training: accuracy {b['accuracy']:.4f})",
+        f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%); {pred_txt}",
+        f"  train {t['train_s']:.1f}s ({t['train_samples_per_s'] or 0:.1f} samples/s), eval {t['eval_s']:.1f}s, "
+        f"peak RSS {record['memory']['peak_rss_mb']:.0f} MiB",
+        f"  saved in {record['artifacts']['dir']}; store {store_path}",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_params(args) -> int:
+    from peftlab.params import count, format_table
+
+    cfg = _config_from_args(args)
+    result = count(cfg.model, cfg.method, task=cfg.task, num_labels=args.num_labels, cfg=cfg)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from peftlab.compare import run_compare
+
+    summary = run_compare(args)
+    if args.json:
+        _print_json(summary)
+    return 0 if summary["runs_failed"] == 0 else 1
+
+
+def cmd_report(args) -> int:
+    from peftlab.report import leaderboard_text, write_report
+    from peftlab.store import Store
+
+    if not os.path.exists(args.store):
+        raise BadInput(
+            f"--store {args.store}: no such results store; run `peftlab run` or `peftlab compare` first"
+        )
+    records = Store(args.store).records()
+    if not records:
+        raise BadInput(f"--store {args.store}: the store holds no runs yet")
+    out = write_report(records, _path(args.out))
+    print(leaderboard_text(out["summary"]))
+    print(f"report: {out['report']}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from peftlab.zoo import listing
+
+    print(listing(args.what))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from peftlab.compare import run_demo
+
+    return run_demo(args)
+
+
+def _path(p: str):
+    from pathlib import Path
+
+    return Path(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="peftlab", description="Run, measure and compare ways of fine-tuning pretrained models."
+    )
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    p = sub.add_parser("run", help="one experiment: one model, dataset, method and seed")
+    p.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    p.add_argument(
+        "--json", action="store_true", help="print exactly one JSON record on stdout (progress on stderr)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "params", help="trainable/total parameters, predicted from the config and measured on meta"
+    )
+    p.add_argument("--config", help="YAML file of settings")
+    p.add_argument("--num-labels", type=int, default=2, help="number of classes of the head [default: 2]")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flags(
+        p, only={"model", "method", "task", "pooling"} | {k for k in FIELDS if k.startswith("lora_")}
+    )
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("compare", help="a grid of models x datasets x methods x seeds, a store and a report")
+    p.add_argument("--config", help="YAML suite: models, datasets, methods, seeds and any run setting")
+    p.add_argument("--models", help="comma-separated models")
+    p.add_argument("--datasets", help="comma-separated datasets")
+    p.add_argument("--methods", help="comma-separated methods [default: baseline,head,last-layer,lora,full]")
+    p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
+    p.add_argument(
+        "--resume", action="store_true", help="skip runs that already succeeded with the same settings"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(p, skip={"model", "dataset", "method", "seed"})
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="rebuild the report from a results store")
+    p.add_argument(
+        "--store", default="peftlab-runs/peftlab.db", help="SQLite results store [default: %(default)s]"
+    )
+    p.add_argument("--out", default="peftlab-report", help="output folder [default: %(default)s]")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "ls", help="what models, datasets and methods mean, and which are available offline here"
+    )
+    p.add_argument("what", choices=["models", "datasets", "methods"])
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser(
+        "demo", help="the default comparison on the packaged models and data (what `make demo` runs)"
+    )
+    p.add_argument("--out", default="demo-out", help="output folder [default: %(default)s]")
+    p.add_argument("--quick", action="store_true", help="a much smaller grid, for tests")
+    p.add_argument("--resume", action="store_true", help="keep runs already in OUT's store")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except BadInput as e:
+        print(f"peftlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peftlab: interrupted; the current run is stored as cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

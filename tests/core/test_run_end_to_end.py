@@ -1,0 +1,146 @@
+"""`peftlab run` on the real packaged models with tiny inputs: the record, determinism, reload, failure, Ctrl-C."""
+
+import json
+
+import pytest
+import torch
+
+from peftlab.cli import main
+from peftlab.config import RunConfig
+from peftlab.run import run_experiment
+from peftlab.store import Store
+
+TEXT = ["--model", "minilm-l6", "--dataset", "vader-tweets", "--max-train-samples", "48", "--max-eval-samples", "30",
+        "--epochs", "1", "--batch-size", "16", "--max-length", "32"]  # fmt: skip
+
+
+def _run_json(args, tmp_path, capsys):
+    code = main(["run", *args, "--out", str(tmp_path), "--json", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+def test_json_record_has_the_design_keys(tmp_path, capsys):
+    rec = _run_json([*TEXT, "--method", "head"], tmp_path, capsys)
+    for key in ("run_id", "status", "task", "model", "dataset", "method", "seed", "metrics", "baseline_metrics",
+                "params", "time", "memory", "artifacts"):  # fmt: skip
+        assert key in rec
+    assert rec["status"] == "ok" and rec["task"] == "text-classification"
+    for k in ("accuracy", "macro_f1", "macro_recall"):
+        assert 0 <= rec["metrics"][k] <= 1 and k in rec["baseline_metrics"]
+    assert set(rec["metrics"]["per_class"]) == {"negative", "neutral", "positive"}
+    p = rec["params"]
+    assert p["trainable"] == 384 * 3 + 3  # the mean-pooled head: Linear(384 -> 3)
+    assert p["total"] > 22_000_000 and p["trainable_pct"] < 0.01
+    for k in ("predicted_trainable", "predicted_total"):
+        assert k in p
+    for k in ("train_s", "eval_s", "train_samples_per_s"):
+        assert rec["time"][k] is not None
+    assert rec["memory"]["peak_rss_mb"] > 100
+    stored = Store(tmp_path / "peftlab.db").records()
+    assert [r["run_id"] for r in stored] == [rec["run_id"]]
+    assert stored[0]["config"]["method"] == "head" and stored[0]["env"]["torch"]
+
+
+def test_same_seed_same_metrics(tmp_path, capsys):
+    a = _run_json([*TEXT, "--method", "lora", "--seed", "3", "--no-save-model"], tmp_path / "a", capsys)
+    b = _run_json([*TEXT, "--method", "lora", "--seed", "3", "--no-save-model"], tmp_path / "b", capsys)
+    assert a["metrics"] == b["metrics"] and a["time"]["final_loss"] == b["time"]["final_loss"]
+
+
+def _eval_texts():
+    from peftlab.data import load_data
+
+    data = load_data("vader-tweets", max_train_samples=48, max_eval_samples=30)
+    return data, list(data.eval.inputs)[:8]
+
+
+def _logits(model, tokenizer, texts):
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def test_lora_adapter_reloads_with_plain_peft(tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from peftlab.models import load_model
+
+    rec = _run_json([*TEXT, "--method", "lora", "--seed", "1"], tmp_path, capsys)
+    adapter = rec["artifacts"]["saved"]
+    data, texts = _eval_texts()
+    tok = AutoTokenizer.from_pretrained(adapter)
+    outs = []
+    for base_seed in (
+        11,
+        12,
+    ):  # two fresh bases whose random heads differ: the adapter must restore the trained head
+        torch.manual_seed(base_seed)
+        base = load_model("minilm-l6", "text-classification", data.label_names).model
+        outs.append(_logits(PeftModel.from_pretrained(base, adapter).eval(), tok, texts))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    # and it is the trained model: its accuracy on the eval set is the record's
+    from peftlab.train import encode, evaluate
+
+    torch.manual_seed(0)
+    base = load_model("minilm-l6", "text-classification", data.label_names).model
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    enc = encode(data.eval, tok, "text-classification", max_length=32)
+    assert evaluate(model, enc, 64, data.label_names)["accuracy"] == pytest.approx(rec["metrics"]["accuracy"])
+
+
+def test_full_model_reloads_with_automodel(tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import peftlab.models  # noqa: F401  (registers the mean-pooling classifier with the Auto classes)
+    from peftlab.train import encode, evaluate
+
+    rec = _run_json([*TEXT, "--method", "last-layer"], tmp_path, capsys)
+    folder = rec["artifacts"]["saved"]
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert model.config.id2label[0] == "negative"
+    data, _ = _eval_texts()
+    enc = encode(data.eval, AutoTokenizer.from_pretrained(folder), "text-classification", max_length=32)
+    assert evaluate(model, enc, 64, data.label_names)["accuracy"] == pytest.approx(rec["metrics"]["accuracy"])
+
+
+@pytest.mark.parametrize("method", ["last-layer", "lora"])
+def test_image_run_on_packaged_mobilenet(method, tmp_path, capsys):
+    rec = _run_json(
+        ["--model", "mobilenet-v2", "--dataset", "fashion-mnist", "--method", method, "--max-train-samples", "40",
+         "--max-eval-samples", "20", "--epochs", "1", "--batch-size", "8", "--image-size", "32", "--no-save-model"],
+        tmp_path, capsys,
+    )  # fmt: skip
+    assert rec["task"] == "image-classification" and rec["data"]["num_labels"] == 10
+    assert 0 < rec["params"]["trainable"] < rec["params"]["total"]
+
+
+def test_failed_run_is_stored_and_exit_1(tmp_path, capsys, monkeypatch):
+    import peftlab.experiment as exp
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash in training")
+
+    monkeypatch.setattr(exp, "train", boom)
+    code = main(["run", *TEXT, "--method", "head", "--out", str(tmp_path), "--quiet"])
+    assert code == 1
+    (rec,) = Store(tmp_path / "peftlab.db").records()
+    assert rec["status"] == "failed" and "simulated crash" in rec["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ctrl_c_is_stored_as_cancelled(tmp_path, monkeypatch):
+    import peftlab.experiment as exp
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exp, "train", interrupt)
+    cfg = RunConfig(model="minilm-l6", dataset="vader-tweets", method="head", max_train_samples=12,
+                    max_eval_samples=9, out=str(tmp_path))  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, progress=False)
+    (rec,) = Store(tmp_path / "peftlab.db").records()
+    assert rec["status"] == "cancelled"
