@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import fields
 
 from peftlab.config import FIELDS, RunConfig, coerce, flag_of, from_dict, load_yaml
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # library deprecation notices are for us, not for people reading their run's progress
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -192,6 +192,15 @@ def run_compare(args) -> dict:
 
 def run_demo(args) -> int:
     suite = dict(QUICK_SUITE if args.quick else DEMO_SUITE)
-    result = run_suite(suite, Path(args.out), resume=args.resume)
+    out = Path(args.out)
+    store = out / "peftlab.db"
+    if store.exists() and not args.resume:  # a fresh demo each time; the previous one is kept beside it
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(str(store) + suffix)
+            if old.exists():
+                old.rename(out / f"peftlab-{stamp}.db{suffix}")
+        print(f"[peftlab] previous demo store kept as {out / f'peftlab-{stamp}.db'}", file=sys.stderr)
+    result = run_suite(suite, out, resume=args.resume)
     print(f"{result['runs_new']} new runs ({result['runs_failed']} failed) in {result['wall_s']:.0f}s")
     return 0 if result["runs_failed"] == 0 else 1

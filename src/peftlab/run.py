@@ -107,7 +107,8 @@ def run_experiment(
         "method": cfg.method,
         "seed": cfg.seed,
         "config": None,
-        "config_hash": None,
+        # hashed as requested (before task etc. are inferred), so `compare --resume` recognises the same request
+        "config_hash": cfg.identity_hash(),
         "metrics": None,
         "baseline_metrics": None,
         "params": None,

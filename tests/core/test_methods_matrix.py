@@ -5,11 +5,11 @@ Driven by the registry, so a method is tested here the day it registers.
 
 import pytest
 import torch
-from peftlab.models.anatomy import anatomy
 
 from core.tiny import FAMILIES, tiny_model
 from peftlab.config import RunConfig
 from peftlab.methods import REGISTRY
+from peftlab.models.anatomy import anatomy
 from peftlab.params import measure
 
 
