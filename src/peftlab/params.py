@@ -648,26 +648,31 @@ def _lora_expr(x: Layer, r: int) -> tuple[str, int]:
     return f"{r} × ({x.in_features} + {x.out_features})", r * (x.in_features + x.out_features)
 
 
-def _line(component: str, items: list, trainable_items: list | None) -> dict:
+def _line(component: str, items: list, trainable_items: list | None, what: str = "") -> dict:
+    """One breakdown row; `what` labels a partial trainable count ("biases")."""
     params = sum(v for _, _, v in items)
     trainable = params if trainable_items is None else sum(v for _, _, v in trainable_items)
     row = {"component": component, "params": params, "trainable": trainable, "formula": render(items)}
     if trainable_items and 0 < trainable < params:
-        row["trainable_formula"] = render(trainable_items)
+        row["trainable_formula"] = f"{what} {render(trainable_items)}".strip()
     return row
 
 
 def breakdown(arch: Arch, plan: Plan) -> list[dict]:
     """Predicted lines: the originals by component, then what PEFT adds (LoRA, DoRA, modules_to_save copies)."""
     comps: dict[str, tuple[list, list]] = {}
+    biases_only = set()  # components where only biases train (LoRA's bias option)
     for x in arch.layers:
         items, train = comps.setdefault(x.component, ([], []))
         items.append((x.block, _expr(x), x.params))
         if x.name in plan.train_weight:  # whole modules train: weight and bias
             train.append((x.block, _expr(x), x.params))
-        elif x.name in plan.train_bias and x.bias:  # LoRA's bias option: the bias alone
+        elif x.name in plan.train_bias and x.bias:
             train.append((x.block, _expr(x, "bias"), x.bias))
-    rows = [_line(c, items, train) for c, (items, train) in comps.items()]
+            biases_only.add(x.component)
+    rows = [
+        _line(c, items, train, "biases" if c in biases_only else "") for c, (items, train) in comps.items()
+    ]
     layers = {x.name: x for x in arch.layers}
     targets = sorted((layers[t] for t in plan.targets), key=lambda x: -1 if x.block is None else x.block)
     if targets:
@@ -860,8 +865,8 @@ def count(model_name: str, method: str, *, task: str | None = None, num_labels: 
         got = by_comp.pop(row["component"], {"params": 0, "trainable": 0})
         rows.append({**row, "measured_params": got["params"], "measured_trainable": got["trainable"]})
     for comp, got in by_comp.items():  # measured parameters no formula line accounts for
-        rows.append({"component": comp, "params": None, "trainable": None, "formula": None,
-                     "measured_params": got["params"], "measured_trainable": got["trainable"]})  # fmt: skip
+        row = {"component": comp, "params": None, "trainable": None, "formula": None}
+        rows.append({**row, "measured_params": got["params"], "measured_trainable": got["trainable"]})
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return {
         "model": model_name,
