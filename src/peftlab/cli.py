@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     # library deprecation notices are for us, not for people reading their run's progress
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="LoRA adapter added to ConvNd")  # merging is not our concern
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -20,7 +20,7 @@ def lora_config(model, anatomy, cfg) -> LoraConfig:
         names = dict(model.named_modules())
         to_save = []
         for want in cfg.lora_modules_to_save:
-            hits = [n for n in names if n == want or n.endswith("." + want)]
+            hits = [n for n in names if n.endswith(want)]  # PEFT's own rule: a plain suffix match
             if not hits:
                 raise BadInput(
                     f"--lora-modules-to-save {want!r}: no such module; the head here is {', '.join(anatomy.head)}"
@@ -43,7 +43,16 @@ def lora_config(model, anatomy, cfg) -> LoraConfig:
 
 
 def prepare(model, anatomy, cfg):
-    return get_peft_model(model, lora_config(model, anatomy, cfg))
+    config = lora_config(model, anatomy, cfg)
+    try:
+        return get_peft_model(model, config)
+    except (
+        ValueError
+    ) as e:  # PEFT rejects some layer/knob combinations, e.g. a grouped conv whose groups do not divide r
+        first = str(e).strip().splitlines()[0]
+        raise BadInput(
+            f"--lora-target {','.join(cfg.lora_target or ['(default)'])}: PEFT cannot apply LoRA here ({first})"
+        ) from None
 
 
 METHOD = Method(
