@@ -411,8 +411,14 @@ def _daquar_split(path: Path, image_dir: Path, notes: list[str]) -> VQASplit:
     return VQASplit([r[0] for r in rows], _answers([r[1] for r in rows], notes), index, file_images(paths))
 
 
-def load_daquar_folder(folder: Path) -> Found:
-    train_file, test_file = _daquar_files(folder)
+def load_daquar_folder(folder: Path, train_file: Path | None = None) -> Found:
+    """DAQUAR's own release: qa.*.train.txt + qa.*.test.txt (the given train file, else the full 894-class set)."""
+    if train_file is not None:
+        test_file = train_file.with_name(train_file.name.replace("train", "test"))
+        if not test_file.is_file():
+            raise BadInput(f"--dataset {train_file}: its eval file {test_file.name} is not beside it")
+    else:
+        train_file, test_file = _daquar_files(folder)
     image_dir = _daquar_image_dir(folder)
     notes = [f"DAQUAR files {train_file.name} / {test_file.name}; 'imageN' in questions replaced by 'image'"]
     train = _daquar_split(train_file, image_dir, notes)
@@ -554,7 +560,7 @@ def load_local(path: Path, cols: Columns) -> Found:
     elif path.suffix.lower() in TABLE_SUFFIXES:
         train_file, eval_file = path, None
     elif path.suffix == ".txt" and "train" in path.name:
-        return load_daquar_folder(path.parent)
+        return load_daquar_folder(path.parent, path)
     else:
         raise BadInput(
             f"--dataset {path}: not a folder, a CSV/TSV/JSONL/JSON table or a DAQUAR qa.*.train.txt file"
