@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated methods [default: baseline,head,last-layer,lora,full]")
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     p.add_argument(
+        "--fusions", help="vqa: comma-separated fusion heads to grid over (concat,product,concat-product)"
+    )
+    p.add_argument(
         "--resume", action="store_true", help="skip runs that already succeeded with the same settings"
     )
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from peftlab.config import FIELDS, RunConfig, coerce, from_dict, load_yaml, validate
+from peftlab.config import FIELDS, RunConfig, coerce, from_dict, is_vqa_dataset, load_yaml, validate
 from peftlab.errors import BadInput
 from peftlab.store import Store
 
@@ -96,10 +96,12 @@ def expand(suite: dict) -> list[RunConfig]:
         if not isinstance(exp, dict):
             raise BadInput(f"compare: each entry of `experiments` must be a mapping of settings, got {exp!r}")
         base = {**common, **exp}
-        if base.get("task") == "vqa":
-            variants = [
-                {"fusion": f, "method": f"vqa-{f}"} for f in (_list(suite.get("fusions")) or ["concat"])
-            ]
+        is_vqa = base.get("task") == "vqa" or any(
+            base.get(k) for k in ("image_encoder", "text_encoder", "encoder")
+        )
+        if is_vqa or is_vqa_dataset(str(base.get("dataset", ""))):
+            fusions = _list(suite.get("fusions")) or [base.get("fusion") or "concat"]
+            variants = [{"task": "vqa", "fusion": f, "method": f"vqa-{f}"} for f in fusions]
         else:
             variants = [{"method": m, **per_method.get(m, {})} for m in methods]
         for variant in variants:
@@ -111,7 +113,7 @@ def expand(suite: dict) -> list[RunConfig]:
 
 def suite_from_args(args) -> dict:
     suite = load_yaml(args.config) if getattr(args, "config", None) else {}
-    for key in ("models", "datasets", "methods", "seeds"):
+    for key in ("models", "datasets", "methods", "seeds", "fusions"):
         value = getattr(args, key, None)
         if value is not None:
             suite[key] = value

@@ -200,10 +200,22 @@ def load_yaml(path: str) -> dict:
     return data
 
 
+def is_vqa_dataset(name: str) -> bool:
+    try:
+        from peftlab.data.vqa import VQA_DATASETS
+    except ImportError:
+        return False
+    return name in VQA_DATASETS
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Reject settings that cannot work, naming the flag and the value; returns cfg for chaining."""
     from peftlab.methods import REGISTRY
 
+    if cfg.task is None and (
+        cfg.image_encoder or cfg.text_encoder or cfg.encoder or is_vqa_dataset(cfg.dataset)
+    ):
+        cfg.task = "vqa"  # encoder flags or a VQA dataset name say what the task is
     if not cfg.model and cfg.task != "vqa":
         raise BadInput("--model is required: a packaged name (peftlab ls models), a local folder or a hub id")
     if not cfg.dataset:
