@@ -27,20 +27,26 @@ def metrics_from_predictions(y_true: np.ndarray, y_pred: np.ndarray, label_names
     }
 
 
-def predict(model, enc: Encoded, batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
-    """(N,) predicted class ids, in the order of enc."""
+def predict(
+    model, enc: Encoded, batch_size: int, device: torch.device | str = "cpu", forward=None
+) -> np.ndarray:
+    """(N,) predicted class ids, in the order of enc. `forward(model, batch) -> logits` may replace
+    model(**batch).logits (the frozen-prefix cache)."""
+    forward = forward or (lambda m, b: m(**b).logits)
     was_training = model.training
     model.eval()
     preds = np.empty(len(enc), dtype=np.int64)
     with torch.inference_mode():
         for idx in eval_batches(enc, batch_size):
             batch = {k: v.to(device) for k, v in enc.collate(idx, with_labels=False).items()}
-            logits = model(**batch).logits  # (B, K)
+            logits = forward(model, batch)  # (B, K)
             preds[idx] = logits.argmax(-1).cpu().numpy()
     model.train(was_training)
     return preds
 
 
-def evaluate(model, enc: Encoded, batch_size: int, label_names: list[str], device="cpu") -> dict:
-    preds = predict(model, enc, batch_size, device)
+def evaluate(
+    model, enc: Encoded, batch_size: int, label_names: list[str], device="cpu", forward=None
+) -> dict:
+    preds = predict(model, enc, batch_size, device, forward)
     return metrics_from_predictions(enc.labels.numpy(), preds, label_names)

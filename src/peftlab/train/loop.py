@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -35,6 +37,41 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _fused(model: torch.nn.Module) -> dict:
+    """One fused AdamW kernel over all parameters where torch has it (fp32 on CPU since 2.4): on MiniLM-L6 full
+    fine-tuning (22.7M parameters) a step takes ~50 ms instead of ~500 ms for the default multi-tensor path."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    ok = params and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+    return {"fused": True} if ok and len({p.device.type for p in params}) == 1 else {}
+
+
+def _uniform_dropout(module: nn.Dropout):
+    """nn.Dropout's function from one uniform draw: keep with probability 1 - p, scale by 1 / (1 - p). Same distribution
+    as F.dropout (a different random stream); rand >= p costs ~2.3 ms where bernoulli_ costs ~4 ms on (32, 22, 384)
+    forward + backward on one core, and a LoRA step on MiniLM-L6 runs 25 of them."""
+    p, scale = module.p, 1.0 / (1.0 - module.p)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not module.training:
+            return x
+        return x * torch.rand_like(x).ge_(p).mul_(scale)
+
+    return forward
+
+
+@contextlib.contextmanager
+def fast_dropout(model: nn.Module):
+    """Inside: every nn.Dropout of `model` (0 < p < 1) draws its mask with `_uniform_dropout`; restored after."""
+    patched = [m for m in model.modules() if type(m) is nn.Dropout and 0 < m.p < 1 and not m.inplace]
+    for m in patched:
+        m.forward = _uniform_dropout(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 class _IndexBatches(torch.utils.data.Dataset):
@@ -71,7 +108,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * epochs))
-    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, **_fused(model))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
@@ -82,32 +119,33 @@ def train(
     )
     step, seen, running = 0, 0, None
     start = time.perf_counter()
-    while step < total_steps:
-        loader = torch.utils.data.DataLoader(
-            _IndexBatches(train_batches(enc, batch_size, generator, group_by_length)),
-            batch_size=None,
-            collate_fn=enc.collate,
-        )
-        for batch in accelerator.prepare(loader):
-            loss = forward(model, batch)
-            accelerator.backward(loss)
-            if max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            # an exponential moving average of the loss, kept on the device: no host sync per step
-            running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
-            step += 1
-            seen += len(batch["labels"])
-            if progress and (step % 10 == 0 or step == total_steps):
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(
-                    loss=f"{running.item():.4f}", samples_s=f"{seen / elapsed:.1f}", refresh=False
-                )
-                bar.update(step - bar.n)
-            if step >= total_steps:
-                break
+    with fast_dropout(model):  # same dropout distribution, cheaper masks (see _uniform_dropout)
+        while step < total_steps:
+            loader = torch.utils.data.DataLoader(
+                _IndexBatches(train_batches(enc, batch_size, generator, group_by_length)),
+                batch_size=None,
+                collate_fn=enc.collate,
+            )
+            for batch in accelerator.prepare(loader):
+                loss = forward(model, batch)
+                accelerator.backward(loss)
+                if max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                # an exponential moving average of the loss, kept on the device: no host sync per step
+                running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
+                step += 1
+                seen += len(batch["labels"])
+                if progress and (step % 10 == 0 or step == total_steps):
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix(
+                        loss=f"{running.item():.4f}", samples_s=f"{seen / elapsed:.1f}", refresh=False
+                    )
+                    bar.update(step - bar.n)
+                if step >= total_steps:
+                    break
     train_s = time.perf_counter() - start
     bar.close()
     model = accelerator.unwrap_model(model)
