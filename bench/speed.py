@@ -47,6 +47,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64, help="tokens per text at most (both recipes)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in OUT/runs.jsonl made with these settings",
+    )
     p.add_argument("--worker", choices=["plain", "peftlab", "flops"], help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -397,6 +402,12 @@ def markdown(rows: list[dict], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _settings(a: argparse.Namespace) -> dict:
+    return {
+        k: v for k, v in vars(a).items() if k not in ("worker", "method", "seed", "result", "resume", "out")
+    }
+
+
 def main(argv=None) -> int:
     a = parse(argv)
     if a.worker:
@@ -408,23 +419,32 @@ def main(argv=None) -> int:
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     started, load0 = time.perf_counter(), os.getloadavg()[0]
     peak_start = matmul_peak_flops()
-    runs = []
+    # every finished run is appended to runs.jsonl at once, so an interrupted benchmark can go on with --resume
+    log = out / "runs.jsonl"
+    settings = _settings(a)
+    kept = [json.loads(line) for line in log.read_text().splitlines()] if a.resume and log.exists() else []
+    runs = [r for r in kept if r.get("settings") == settings and "error" not in r]
+    log.write_text("".join(json.dumps(r) + "\n" for r in runs))
     for seed in range(a.repeats):
         for method in methods:
             ways = ("plain", "peftlab") if (seed + methods.index(method)) % 2 == 0 else ("peftlab", "plain")
             for way in ways:
+                if any((r["way"], r["method"], r["seed"]) == (way, method, seed) for r in runs):
+                    continue
                 r = _child(a, way, method, seed)
-                r.update(way=way, method=method, seed=seed, load=os.getloadavg()[0])
+                r.update(way=way, method=method, seed=seed, load=os.getloadavg()[0], settings=settings)
                 runs.append(r)
+                with log.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
                 print(f"{method:10s} {way:8s} seed {seed}: " + (
-                    f"{r['samples_per_s']:.1f} samples/s, accuracy {r['accuracy']:.3f}, peak {r['peak_rss_mb']} MiB"
+                    f"{r['samples_per_s']:.1f} samples/s, accuracy {r['accuracy']:.3f}, peak {r['peak_rss_mb']:.0f} MiB"
                     if "error" not in r else "FAILED " + r["error"].strip().splitlines()[-1]
                 ), flush=True)  # fmt: skip
     flops = {m: _child(a, "flops", m, 0) for m in methods}
     peak_end = matmul_peak_flops()
     peak = max(peak_start["best"], peak_end["best"])
     info = {
-        "settings": {k: v for k, v in vars(a).items() if k not in ("worker", "method", "seed", "result")},
+        "settings": settings,
         "machine": machine(),
         "peak": {"best": peak, "start": peak_start, "end": peak_end},
         "load": [load0, os.getloadavg()[0]],
