@@ -111,3 +111,20 @@ def test_a_mismatch_is_flagged_and_kept():
         measured, Prediction(None, None, note="no formula for x yet: measured counts only")
     )
     assert record["match"] is None and record["note"].startswith("no formula")
+
+
+def test_console_entry_prints_everything_before_its_fast_exit(folder):
+    """`entry()` ends `peftlab params` with os._exit: the whole table must still reach a pipe, with the exit code."""
+    import subprocess
+    import sys
+
+    where = folder("roberta-base")
+    args = ["params", "--model", where, "--method", "lora", "--num-labels", "3"]
+    cmd = [sys.executable, "-m", "peftlab.cli", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "the prediction equals PyTorch's count" in done.stdout
+    assert done.stdout.rstrip().splitlines()[-1].startswith("counting: PEFT's way")
+    bad = subprocess.run([*cmd[:-2], "--num-labels", "1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().count("\n") == 0 and "--num-labels 1" in bad.stderr
