@@ -401,16 +401,21 @@ def text_keys(texts: list[str]) -> list[str]:
     return [_sha(t.encode()) for t in texts]
 
 
-def embed_images(
-    tower: Tower, images, keys: list[str], cfg, dataset_identity: str, progress: bool
-) -> Embedded:
-    namespace = {
+def _namespace(tower: Tower, cfg, dataset_identity: str) -> dict:
+    """What a tower's cache entries are keyed on besides the input itself: format, tower, weights, preprocessing, data."""
+    return {
         "format": CACHE_FORMAT,
         "what": tower.kind,
         "model": fingerprint(tower),
         "preprocessing": preprocessing(tower, cfg),
         "dataset": dataset_identity,
     }
+
+
+def embed_images(
+    tower: Tower, images, keys: list[str], cfg, dataset_identity: str, progress: bool
+) -> Embedded:
+    namespace = _namespace(tower, cfg, dataset_identity)
 
     def compute(idx: list[int]) -> torch.Tensor:
         return image_batch(tower, [images.load(i) for i in idx], cfg.image_size)
@@ -428,13 +433,7 @@ def embed_images(
 
 def embed_texts(tower: Tower, texts: list[str], cfg, dataset_identity: str, progress: bool) -> Embedded:
     """Texts are deduplicated by the cache: each distinct string is encoded once."""
-    namespace = {
-        "format": CACHE_FORMAT,
-        "what": tower.kind,
-        "model": fingerprint(tower),
-        "preprocessing": preprocessing(tower, cfg),
-        "dataset": dataset_identity,
-    }
+    namespace = _namespace(tower, cfg, dataset_identity)
 
     def compute(idx: list[int]) -> torch.Tensor:
         return text_batch(tower, [texts[i] for i in idx], cfg.max_length)
