@@ -47,6 +47,12 @@ def test_backward_uses_the_forward_mask():
     assert 0 < (y == 0).float().mean().item() < 0.6
 
 
+def test_p_next_to_one_drops_almost_everything_without_error():
+    torch.manual_seed(0)
+    y = hashed_dropout(torch.ones(1000), 1 - 1e-6)  # rounds to 65536 of 65536 lanes: left to F.dropout
+    assert (y == 0).sum().item() >= 999
+
+
 def test_attention_matches_sdpa_when_nothing_drops():
     """p = 1e-6 rounds to no dropped lane: the hand-written math path must then equal SDPA's own result."""
     model, _, batch = tiny_model("bert")

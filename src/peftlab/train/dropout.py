@@ -65,7 +65,8 @@ class _Masked(torch.autograd.Function):
 
 def hashed_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of `x` with a hashed mask (CPU); `F.dropout` elsewhere."""
-    if x.device.type != "cpu" or not 0 < p < 1:
+    # p within 1/131072 of 1 would drop every lane value (and divide by zero): torch's own dropout handles it
+    if x.device.type != "cpu" or not 0 < p < 1 or round(p * 65536) == 65536:
         return nn.functional.dropout(x, p, training=True)
     return _Masked.apply(x, keep_mask(x.shape, p, x.dtype, x.device))
 
