@@ -147,21 +147,13 @@ def plain_worker(a: argparse.Namespace) -> dict:
 
 
 def _run_config(a: argparse.Namespace, out: str):
-    from peftlab.config import RunConfig
+    from peftlab import config
 
-    return RunConfig(
-        model=MODEL,
-        dataset=DATASET,
-        method=a.method,
-        seed=a.seed,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        max_train_samples=a.train_samples,
-        max_eval_samples=a.eval_samples,
-        max_length=a.max_length,
-        out=out,
-        save_model=False,
-    )
+    return config.load(
+        dict(model=MODEL, dataset=DATASET, method=a.method, seed=a.seed, epochs=a.epochs, batch_size=a.batch_size,
+             max_train_samples=a.train_samples, max_eval_samples=a.eval_samples, max_length=a.max_length, out=out,
+             save_model=False)
+    )  # fmt: skip
 
 
 def peftlab_worker(a: argparse.Namespace) -> dict:
@@ -171,14 +163,14 @@ def peftlab_worker(a: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _run_config(a, tmp)
         rec = run_experiment(cfg, Store(Path(tmp) / "bench.db"), memo={}, progress=False)
-    t = rec["time"]
+    t = rec.time
     return {
-        "train_s": t["train_s"],
-        "samples": t["train_samples_per_s"] * t["train_s"],
-        "samples_per_s": t["train_samples_per_s"],
-        "accuracy": rec["metrics"]["accuracy"],
-        "prefix_cache": t.get("prefix_cache"),
-        "peak_rss_mb_in_run": rec["memory"]["peak_rss_mb"],
+        "train_s": t.train_s,
+        "samples": t.train_samples_per_s * t.train_s,
+        "samples_per_s": t.train_samples_per_s,
+        "accuracy": rec.accuracy,
+        "prefix_cache": t.extra.get("prefix_cache"),
+        "peak_rss_mb_in_run": rec.memory.peak_rss_mb,
     }
 
 
@@ -201,7 +193,7 @@ def flops_worker(a: argparse.Namespace) -> dict:
     from transformers import set_seed
 
     from peftlab.data import load_data
-    from peftlab.methods import REGISTRY
+    from peftlab.methods import REGISTRY, Context
     from peftlab.models import load_model
     from peftlab.train import encode
     from peftlab.train.cache import plan_prefix, prefix_inputs, skip_prefix
@@ -210,10 +202,9 @@ def flops_worker(a: argparse.Namespace) -> dict:
     torch.set_num_threads(_threads())
     cfg = _run_config(a, tempfile.gettempdir())
     data = load_data(DATASET, max_train_samples=a.train_samples, max_eval_samples=a.eval_samples)
-    cfg.task = data.task
     set_seed(0)
     loaded = load_model(MODEL, data.task, data.label_names)
-    model = REGISTRY[a.method].prepare(loaded.model, loaded.anatomy, cfg)
+    model = REGISTRY[cfg.method].prepare(loaded.model, loaded.anatomy, cfg.knobs, Context(cfg.task))
     enc_train = encode(data.train, loaded.processor, data.task, max_length=a.max_length)
     enc_eval = encode(data.eval, loaded.processor, data.task, max_length=a.max_length)
     plan = plan_prefix(model, loaded.anatomy, enc_eval)

@@ -6,13 +6,14 @@ Exit codes: 0 success, 2 bad input (one line on stderr), 1 a run that failed (st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import warnings
-from dataclasses import fields
 
-from peftlab.config import FIELDS, RunConfig, coerce, flag_of, from_dict, load_yaml
+from peftlab import config
+from peftlab.config import FIELDS, flag_of, load_yaml
 from peftlab.errors import BadInput
 
 
@@ -23,40 +24,46 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
+def _add_flag(p: argparse.ArgumentParser, flag: str, dest: str, typ, default, help_text: str) -> None:
+    if str(typ).startswith("bool"):
+        p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    else:
+        shown = "" if default in (None, "") else f" [default: {default}]"
+        p.add_argument(flag, dest=dest, default=None, metavar=dest.upper(), help=help_text + shown)
+
+
 def _add_config_flags(
     p: argparse.ArgumentParser, only: set[str] | None = None, skip: set[str] = frozenset()
 ) -> None:
     """One flag per RunConfig field; the help text is the field's own documentation."""
-    for f in fields(RunConfig):
-        if (only is not None and f.name not in only) or f.name in skip:
+    for name, f in FIELDS.items():
+        if (only is None or name in only) and name not in skip:
+            _add_flag(p, flag_of(name), name, f.type, f.default, f.metadata["help"])
+
+
+def _add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """Every registered method's knobs as --<prefix>-<knob> (once per prefix: dora shares lora's), grouped by method."""
+    from peftlab.methods import REGISTRY
+    from peftlab.methods.knobs import flag, key, knob_fields
+
+    seen: set[str] = set()
+    for method in REGISTRY.values():
+        fields_ = knob_fields(method.knobs)
+        if method.prefix in seen or not fields_:
             continue
-        help_text = f.metadata["help"]
-        default = f.default if not callable(getattr(f, "default_factory", None)) else None
-        if str(f.type).startswith("bool"):
-            p.add_argument(
-                flag_of(f.name),
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            shown = "" if default in (None, "") else f" [default: {default}]"
-            p.add_argument(
-                flag_of(f.name), dest=f.name, default=None, metavar=f.name.upper(), help=help_text + shown
-            )
+        seen.add(method.prefix)
+        group = p.add_argument_group(f"{method.prefix} knobs (--method {method.name})")
+        for f in fields_:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            _add_flag(group, flag(method.prefix, f.name), key(method.prefix, f.name), f.type, default,
+                      f.metadata["help"])  # fmt: skip
 
 
-def _config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
+def _settings(args: argparse.Namespace) -> dict:
     """Defaults < YAML file (--config) < flags given on the command line."""
-    merged = dict(base or {})
-    if getattr(args, "config", None):
-        merged.update(load_yaml(args.config))
-    for name in FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            merged[name] = coerce(name, value)
-    return from_dict(merged)
+    merged = load_yaml(args.config) if getattr(args, "config", None) else {}
+    merged.update(config.settings_from_args(args))
+    return merged
 
 
 def _print_json(obj) -> None:
@@ -68,10 +75,7 @@ def cmd_run(args) -> int:
     from peftlab.run import run_experiment
     from peftlab.store import Store
 
-    cfg = _config_from_args(args)
-    from peftlab.config import validate
-
-    validate(cfg)
+    cfg = config.load(_settings(args))
     store = Store(cfg.resolved_store())
     try:
         record = run_experiment(cfg, store, progress=not args.quiet)
@@ -83,49 +87,50 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
         if args.json:
-            failed = [r for r in store.records(status="failed")]
+            failed = store.records(status="failed")
             if failed:
-                _print_json(_public(failed[-1]))
+                _print_json(failed[-1].public())
         return 1
     if args.json:
-        _print_json(_public(record))
+        _print_json(record.public())
     else:
         _print_summary(record, store.path)
     return 0
 
 
-def _public(record: dict) -> dict:
-    out = dict(record)
-    out.pop("traceback", None)
-    return out
-
-
-def _print_summary(record: dict, store_path) -> None:
-    m, b, p, t = record["metrics"], record["baseline_metrics"], record["params"], record["time"]
-    pred = p.get("predicted_trainable")
-    pred_txt = (
-        f"predicted {pred:,} ({'match' if p.get('match') else 'MISMATCH'})"
-        if pred is not None
-        else p.get("note")
-    )
+def _print_summary(record, store_path) -> None:
+    m, b, p, t = record.metrics, record.baseline_metrics, record.params, record.time
+    pred = p.predicted_trainable
+    pred_txt = f"predicted {pred:,} ({'match' if p.match else 'MISMATCH'})" if pred is not None else p.note
     lines = [
-        f"run {record['run_id']}  [{record['status']}]",
-        f"  {record['model']} on {record['dataset']} ({record['task']}), method {record['method']}, seed {record['seed']}",
-        f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  macro-recall {m['macro_recall']:.4f}"
-        f"   (before training: accuracy {b['accuracy']:.4f})",
-        f"  trainable {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%); {pred_txt}",
-        f"  train {t['train_s']:.1f}s ({t['train_samples_per_s'] or 0:.1f} samples/s), eval {t['eval_s']:.1f}s, "
-        f"peak RSS {record['memory']['peak_rss_mb']:.0f} MiB",
-        f"  saved in {record['artifacts']['dir']}; store {store_path}",
+        f"run {record.run_id}  [{record.status}]",
+        f"  {record.model} on {record.dataset} ({record.task}), method {record.label}, seed {record.seed}",
+        f"  accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}  macro-recall {m.macro_recall:.4f}"
+        f"   (before training: accuracy {b.accuracy:.4f})",
+        f"  trainable {p.trainable:,} of {p.total:,} ({p.trainable_pct:.3f}%); {pred_txt}",
+        f"  train {t.train_s:.1f}s ({t.train_samples_per_s or 0:.1f} samples/s), eval {t.eval_s:.1f}s, "
+        f"peak RSS {record.memory.peak_rss_mb:.0f} MiB",
+        f"  saved in {record.artifacts.dir}; store {store_path}",
     ]
     print("\n".join(lines))
 
 
 def cmd_params(args) -> int:
+    from peftlab.methods import REGISTRY
     from peftlab.params import count, format_table
 
-    cfg = _config_from_args(args)
-    result = count(cfg.model, cfg.method, task=cfg.task, num_labels=args.num_labels, cfg=cfg)
+    values = _settings(args)
+    for name in ("pooling", "task"):
+        if values.get(name) is not None:
+            values[name] = config.coerce_setting(name, values[name])
+    if not values.get("model"):
+        raise BadInput("--model is required: a packaged name (peftlab ls models), a local folder or a hub id")
+    name = values.get("method") or "lora"
+    if name not in REGISTRY:
+        raise BadInput(f"--method {name!r}: unknown method; choose from {', '.join(REGISTRY)}")
+    knobs = config.method_knobs(REGISTRY[name], {k.replace("-", "_"): v for k, v in values.items()})
+    result = count(values["model"], name, knobs, task=values.get("task"), num_labels=args.num_labels,
+                   pooling=values.get("pooling") or "auto")  # fmt: skip
     if args.json:
         _print_json(result)
     else:
@@ -134,7 +139,7 @@ def cmd_params(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from peftlab.compare import run_compare
+    from peftlab.grid import run_compare
 
     summary = run_compare(args)
     if args.json:
@@ -167,7 +172,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from peftlab.compare import run_demo
+    from peftlab.grid import run_demo
 
     return run_demo(args)
 
@@ -191,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_config_flags(p)
+    _add_knob_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -199,16 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of settings")
     p.add_argument("--num-labels", type=int, default=2, help="number of classes of the head [default: 2]")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_config_flags(
-        p, only={"model", "method", "task", "pooling"} | {k for k in FIELDS if k.startswith("lora_")}
-    )
+    _add_config_flags(p, only={"model", "method", "task", "pooling"})
+    _add_knob_flags(p)
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("compare", help="a grid of models x datasets x methods x seeds, a store and a report")
     p.add_argument("--config", help="YAML suite: models, datasets, methods, seeds and any run setting")
     p.add_argument("--models", help="comma-separated models")
     p.add_argument("--datasets", help="comma-separated datasets")
-    p.add_argument("--methods", help="comma-separated methods [default: baseline,head,last-layer,lora,full]")
+    p.add_argument(
+        "--methods",
+        help="comma-separated methods, each with knobs if wanted: lora,lora:r=4,lora:r=16:alpha=32 "
+        "[default: baseline,head,last-layer,lora,full]",
+    )
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     p.add_argument(
         "--fusions", help="vqa: comma-separated fusion heads to grid over (concat,product,concat-product)"
@@ -219,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_config_flags(p, skip={"model", "dataset", "method", "seed"})
+    _add_knob_flags(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="rebuild the report from a results store")

@@ -1,42 +1,66 @@
-"""Run settings as one dataclass whose fields document themselves; YAML files and CLI flags fill it, `validate` checks it.
+"""Run settings: one frozen dataclass whose fields document themselves; YAML files and CLI flags fill it, once.
 
-Used by the CLI (`--help` comes from the field metadata), `peftlab.run.run_experiment` and `peftlab compare` suites.
+`load({"model": ..., "lora_r": 4})` -> a validated, resolved RunConfig (task inferred, method, learning rate and knob
+defaults applied); `identity(config)` says which settings make an experiment (the store, --resume and the report use it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from peftlab.errors import BadInput
-
-TASKS = ("text-classification", "image-classification", "vqa")
-LORA_BIAS = ("none", "all", "lora_only")
+from peftlab.methods.knobs import as_flat, changed, coerce, parse_knobs, positive
 
 
-def _f(default: Any, help: str, flag: str | None = None, **kw) -> Any:
-    """A dataclass field with its CLI help (and optional custom flag) attached."""
-    meta = {"help": help}
-    if flag:
-        meta["flag"] = flag
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
+def _f(default: Any, help: str, *, check=None, choices: tuple | None = None, flag: str | None = None) -> Any:
+    """A dataclass field with its CLI help, its check (value -> None or why it is wrong) and choices attached."""
+    meta = {"help": help, "check": check, "choices": choices, "flag": flag}
+    return dataclasses.field(default=default, metadata=meta)
 
 
-@dataclass
+def _optional(rule):
+    return lambda v: None if v is None else rule(v)
+
+
+def _epochs(v) -> str | None:
+    if positive(v):
+        return positive(v)
+    return "more than 1000 epochs is almost certainly a typo" if v > 1000 else None
+
+
+def _lr(v) -> str | None:
+    if v is None:
+        return None
+    if positive(v):
+        return positive(v)
+    return "a learning rate >= 1 diverges; typical values are 1e-5 .. 1e-2" if v >= 1 else None
+
+
+def _fraction(v) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _non_negative(v) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     # what to run
     model: str = _f("", "model: a packaged name (peftlab ls models), a local HF folder, or a hub id")
     dataset: str = _f(
         "", "dataset: a packaged name (peftlab ls datasets), a local file/folder, or a hub id[:config]"
     )
-    method: str = _f("lora", "method: baseline | head | last-layer | lora | full | ... (peftlab ls methods)")
+    method: str | None = _f(
+        None,
+        "method: baseline | head | last-layer | lora | full | ... (peftlab ls methods; default: lora, vqa: head)",
+    )
     task: str | None = _f(
         None, "task: text-classification | image-classification | vqa (inferred from the dataset)"
     )
@@ -45,25 +69,39 @@ class RunConfig:
         0, "data seed: train/eval split and subsets (kept fixed so every method and seed sees the same data)"
     )
     # training
-    epochs: float = _f(3.0, "training epochs (fractions allowed: 0.5 = half an epoch)")
+    epochs: float = _f(3.0, "training epochs (fractions allowed: 0.5 = half an epoch)", check=_epochs)
     lr: float | None = _f(
         None,
         "peak learning rate (default depends on the method: full 5e-5, last-layer 2e-4, lora 5e-4, head 2e-3)",
+        check=_lr,
     )
-    batch_size: int = _f(32, "training batch size (samples per optimiser step)")
-    eval_batch_size: int = _f(64, "evaluation batch size")
-    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and norms)")
-    warmup_ratio: float = _f(0.1, "share of optimiser steps spent in linear warm-up, then linear decay to 0")
-    max_grad_norm: float = _f(1.0, "gradient clipping by global L2 norm (0 = off)")
-    max_train_samples: int | None = _f(None, "stratified training subset size (default: all)")
-    max_eval_samples: int | None = _f(None, "stratified evaluation subset size (default: all)")
-    max_length: int = _f(128, "text: truncate token sequences to this length (batches pad to their longest)")
+    batch_size: int = _f(32, "training batch size (samples per optimiser step)", check=positive)
+    eval_batch_size: int = _f(64, "evaluation batch size", check=positive)
+    weight_decay: float = _f(
+        0.01, "AdamW weight decay (not applied to biases and norms)", check=_non_negative
+    )
+    warmup_ratio: float = _f(
+        0.1, "share of optimiser steps spent in linear warm-up, then linear decay to 0", check=_fraction
+    )
+    max_grad_norm: float = _f(1.0, "gradient clipping by global L2 norm (0 = off)", check=_non_negative)
+    max_train_samples: int | None = _f(
+        None, "stratified training subset size (default: all)", check=_optional(positive)
+    )
+    max_eval_samples: int | None = _f(
+        None, "stratified evaluation subset size (default: all)", check=_optional(positive)
+    )
+    max_length: int = _f(
+        128, "text: truncate token sequences to this length (batches pad to their longest)", check=positive
+    )
     image_size: int | None = _f(
-        None, "image: resize/crop side in pixels (default: the model's image processor)"
+        None,
+        "image: resize/crop side in pixels (default: the model's image processor)",
+        check=_optional(positive),
     )
     pooling: str = _f(
         "auto",
         "text: auto | mean | cls (auto = mean for sentence-transformers models, else the model's head)",
+        choices=("auto", "mean", "cls"),
     )
     # data columns
     text_column: str | None = _f(
@@ -76,23 +114,6 @@ class RunConfig:
     eval_split: str | None = _f(
         None, "hub data: the split to evaluate on (default: test, else validation, else a split)"
     )
-    # LoRA knobs (HF PEFT LoraConfig)
-    lora_r: int = _f(8, "LoRA rank r")
-    lora_alpha: float = _f(
-        16.0, "LoRA alpha (scaling = alpha / r, or alpha / sqrt(r) with --lora-use-rslora)"
-    )
-    lora_dropout: float = _f(0.1, "dropout on the LoRA branch input, in [0, 1)")
-    lora_bias: str = _f("none", "LoRA bias: none | all | lora_only")
-    lora_target: list[str] | None = _f(
-        None,
-        "LoRA target modules, comma-separated: aliases query,key,value,attn_out,ffn_in,ffn_out or module names",
-    )
-    lora_modules_to_save: list[str] | None = _f(
-        None,
-        "modules trained and saved in full beside LoRA, comma-separated (default: the classification head)",
-    )
-    lora_use_rslora: bool = _f(False, "rank-stabilised LoRA scaling alpha / sqrt(r)")
-    lora_use_dora: bool = _f(False, "weight-decomposed LoRA (DoRA)")
     # VQA: a small head over frozen image + question embeddings
     image_encoder: str | None = _f(
         None, "vqa: image model whose pooled output embeds the image (e.g. mobilenet-v2)"
@@ -104,85 +125,78 @@ class RunConfig:
     fusion: str = _f("concat", "vqa: how the two embeddings meet: concat | product | concat-product")
     hidden: int = _f(512, "vqa: width of the Linear+ReLU layer between fused embedding and answers")
     dropout: float = _f(0.0, "vqa: dropout after the hidden layer")
-    # where results go
+    # where results go (none of these changes a result)
+    label: str | None = _f(
+        None, "name of this configuration in reports (default: method + knobs that differ)"
+    )
     out: str = _f("peftlab-runs", "output folder: one sub-folder per run (record.json, model or adapter)")
     store: str | None = _f(None, "SQLite results store (default: OUT/peftlab.db)")
     save_model: bool = _f(True, "save the trained model / adapter under the run folder")
     cache_budget_mb: float = _f(
-        2048.0, "memory for cached frozen-prefix activations before spilling to disk (MiB)"
+        2048.0,
+        "memory for cached frozen-prefix activations before spilling to disk (MiB)",
+        check=_non_negative,
     )
-    threads: int | None = _f(None, "torch intra-op threads (default: physical cores)")
+    threads: int | None = _f(
+        None, "torch intra-op threads (default: physical cores)", check=_optional(positive)
+    )
+    # the method's own settings: its knobs dataclass (methods/<name>.py), filled by `load`
+    knobs: Any = dataclasses.field(default=None, metadata={"help": None})
 
     def resolved_store(self) -> str:
         return self.store or str(Path(self.out) / "peftlab.db")
 
-    def identity(self) -> dict:
-        """The settings that decide a run's result (not where it is written): hashed for `compare --resume`."""
-        d = dataclasses.asdict(self)
-        for k in ("out", "store", "save_model", "threads", "cache_budget_mb"):
-            d.pop(k, None)
-        return d
+    def to_dict(self) -> dict:
+        """The record's `config`: every setting, the method's knobs flattened as `<prefix>_<knob>` (lora_r)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "knobs"}
+        if self.knobs is not None and self.method:
+            from peftlab.methods import REGISTRY
 
-    def identity_hash(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+            out.update(as_flat(REGISTRY[self.method].prefix, self.knobs))
+        return json.loads(json.dumps(out, default=str))  # plain JSON values (lists, not tuples)
 
 
-FIELDS = {f.name: f for f in fields(RunConfig)}
+FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "knobs"}
+# settings that say where results go or how fast they come, not what they are: not part of an experiment's identity
+NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads")
 
 
 def flag_of(name: str) -> str:
     return FIELDS[name].metadata.get("flag") or "--" + name.replace("_", "-")
 
 
-def _bad(name: str, value: Any, why: str) -> BadInput:
-    return BadInput(f"{flag_of(name)} {value!r}: {why}")
+def _knob_keys() -> dict[str, tuple[str, str]]:
+    """Flat knob key -> (method prefix, knob name), over every registered method: {"lora_r": ("lora", "r"), ...}."""
+    from peftlab.methods import REGISTRY
+    from peftlab.methods.knobs import key
+
+    out = {}
+    for m in REGISTRY.values():
+        for f in fields(m.knobs):
+            out[key(m.prefix, f.name)] = (m.prefix, f.name)
+    return out
 
 
-def coerce(name: str, value: Any) -> Any:
-    """Turn a YAML/CLI value into the field's type, with a message naming the flag when it cannot be."""
-    if name not in FIELDS:
-        close = [k for k in FIELDS if k.startswith(name[:4])]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise BadInput(f"unknown setting {name!r}{hint}: see `peftlab run --help` for the settings")
-    if value is None:
-        return None
-    typ = str(FIELDS[name].type)
-    try:
-        if typ.startswith("list"):
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            return [str(v) for v in value]
-        if typ.startswith("bool"):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
-        if typ.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if typ.startswith("float"):
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, f"expected {typ.replace(' | None', '')}") from None
+def _unknown(name: str) -> BadInput:
+    close = difflib.get_close_matches(name, list(FIELDS) + list(_knob_keys()), n=2, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return BadInput(f"unknown setting {name!r}{hint}: see `peftlab run --help` for the settings")
 
 
-def from_dict(d: dict) -> RunConfig:
-    """Build a RunConfig from a mapping with dashed or underscored keys; None values keep the default."""
-    cfg = RunConfig()
-    for k, v in d.items():
-        key = k.replace("-", "_")
-        if v is None:
-            continue
-        setattr(cfg, key, coerce(key, v))
-    return cfg
+def coerce_setting(name: str, value: Any) -> Any:
+    """A YAML / CLI value -> the type of the setting it names (a RunConfig field or a knob key like lora_r)."""
+    name = name.replace("-", "_")
+    if name in FIELDS:
+        return coerce(value, FIELDS[name].type, flag_of(name))
+    if name in _knob_keys():
+        return value  # typed by the method's knobs dataclass in `load`
+    raise _unknown(name)
+
+
+def settings_from_args(args) -> dict:
+    """The run settings a command line gave (argparse dests are the settings' keys, knobs included); unset = absent."""
+    keys = [*FIELDS, *_knob_keys()]
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
 def load_yaml(path: str) -> dict:
@@ -200,65 +214,109 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def is_vqa_dataset(name: str) -> bool:
-    try:
-        from peftlab.data.vqa import VQA_DATASETS
-    except ImportError:
-        return False
-    return name in VQA_DATASETS
+def _check_fields(cfg: RunConfig) -> None:
+    for f in fields(cfg):
+        rule, choices = f.metadata.get("check"), f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value not in choices:
+            raise BadInput(f"{flag_of(f.name)} {value!r}: expected one of {', '.join(choices)}")
+        why = rule(value) if rule else None
+        if why:
+            raise BadInput(f"{flag_of(f.name)} {value!r}: {why}")
 
 
-def validate(cfg: RunConfig) -> RunConfig:
-    """Reject settings that cannot work, naming the flag and the value; returns cfg for chaining."""
-    from peftlab.methods import REGISTRY
+def method_knobs(method, values: dict) -> Any:
+    """The method's knobs dataclass from flat settings ({"lora_r": 4, "ia3_target": ...}): its own prefix's keys,
+    coerced and checked; other methods' keys are ignored (a grid's common settings may hold several)."""
+    keys = _knob_keys()
+    mine = {keys[k][1]: v for k, v in values.items() if k in keys and keys[k][0] == method.prefix}
+    return parse_knobs(method.knobs, method.prefix, mine)
 
-    if cfg.task is None and (
-        cfg.image_encoder or cfg.text_encoder or cfg.encoder or is_vqa_dataset(cfg.dataset)
-    ):
-        cfg.task = "vqa"  # encoder flags or a VQA dataset name say what the task is
-    if not cfg.model and cfg.task != "vqa":
+
+def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
+    """Settings (dashed or underscored keys, None = default) -> a validated RunConfig, resolved: task inferred,
+    method and learning rate defaulted, the method's knobs parsed. The one place settings are checked."""
+    from peftlab import tasks
+    from peftlab.methods import REGISTRY, check_applies
+
+    plain, knob_values = {}, {}
+    knob_keys = _knob_keys()
+    for raw_key, value in values.items():
+        name = raw_key.replace("-", "_")
+        if name in FIELDS:
+            if value is not None:
+                plain[name] = coerce(value, FIELDS[name].type, flag_of(name))
+        elif name in knob_keys:
+            knob_values[name] = value
+        elif name != "knobs":
+            raise _unknown(name)
+    cfg = RunConfig(**plain)
+    _check_fields(cfg)
+    task = tasks.resolve(cfg, cache=task_cache)
+    if not cfg.model and not task.models_optional:
         raise BadInput("--model is required: a packaged name (peftlab ls models), a local folder or a hub id")
     if not cfg.dataset:
         raise BadInput(
             "--dataset is required: a packaged name (peftlab ls datasets), a local file/folder or a hub id"
         )
-    if cfg.task is not None and cfg.task not in TASKS:
-        raise _bad("task", cfg.task, f"expected one of {', '.join(TASKS)}")
-    if cfg.task != "vqa" and cfg.method not in REGISTRY:
-        raise _bad("method", cfg.method, f"unknown method; choose from {', '.join(REGISTRY)}")
-
-    def positive(name: str, allow_none: bool = False) -> None:
-        v = getattr(cfg, name)
-        if v is None and allow_none:
-            return
-        if v is None or not math.isfinite(v) or v <= 0:
-            raise _bad(name, v, "must be a positive number")
-
-    positive("epochs")
-    positive("lr", allow_none=True)
-    for name in ("batch_size", "eval_batch_size", "max_length", "lora_r"):
-        positive(name)
-    positive("max_train_samples", allow_none=True)
-    positive("max_eval_samples", allow_none=True)
-    positive("image_size", allow_none=True)
-    positive("lora_alpha")
-    positive("threads", allow_none=True)
-    if cfg.epochs > 1000:
-        raise _bad("epochs", cfg.epochs, "more than 1000 epochs is almost certainly a typo")
-    if cfg.lr is not None and cfg.lr >= 1:
-        raise _bad("lr", cfg.lr, "a learning rate >= 1 diverges; typical values are 1e-5 .. 1e-2")
-    if not 0 <= cfg.lora_dropout < 1:
-        raise _bad("lora_dropout", cfg.lora_dropout, "must be in [0, 1)")
-    if not 0 <= cfg.warmup_ratio < 1:
-        raise _bad("warmup_ratio", cfg.warmup_ratio, "must be in [0, 1)")
-    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
-        raise BadInput("--weight-decay and --max-grad-norm must be >= 0")
-    if cfg.lora_bias not in LORA_BIAS:
-        raise _bad("lora_bias", cfg.lora_bias, f"expected one of {', '.join(LORA_BIAS)}")
-    if cfg.pooling not in ("auto", "mean", "cls"):
-        raise _bad("pooling", cfg.pooling, "expected auto, mean or cls")
-    if cfg.lora_target is not None and not cfg.lora_target:
-        raise _bad("lora_target", "", "name at least one module or alias (query,value)")
-    if cfg.cache_budget_mb < 0:
-        raise _bad("cache_budget_mb", cfg.cache_budget_mb, "must be >= 0")
+    method_name = cfg.method or task.default_method
+    if method_name not in REGISTRY:
+        close = difflib.get_close_matches(method_name, list(REGISTRY), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BadInput(f"--method {method_name!r}: unknown method{hint}; choose from {', '.join(REGISTRY)}")
+    method = REGISTRY[method_name]
+    check_applies(method, None, task.name)
+    knobs = method_knobs(method, knob_values)
+    lr = cfg.lr if cfg.lr is not None else task.default_lr(method)
+    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs)
+    task.check(cfg)
     return cfg
+
+
+# --- identity: one function says which settings make an experiment ------------------------------------------------
+
+
+def identity(config: dict) -> dict:
+    """The settings that decide a run's result: everything but the seed and where output goes. Takes a record's
+    `config` (or RunConfig.to_dict()); knobs of other methods (older records held every LoRA knob) are left out."""
+    from peftlab.methods import REGISTRY
+
+    method = REGISTRY.get(str(config.get("method")))
+    own = f"{method.prefix}_" if method else None
+    other_knobs = {k for k in _knob_keys() if own is None or not k.startswith(own)}
+    return {k: v for k, v in sorted(config.items()) if k not in NOT_IDENTITY and k not in other_knobs}
+
+
+def identity_hash(config: dict) -> str:
+    blob = json.dumps(identity(config), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def knob_label(config: dict) -> str:
+    """The default name of a configuration in reports: the method and the knobs that differ from their defaults,
+    "lora r=4 alpha=32"; an explicit `label` setting wins."""
+    if config.get("label"):
+        return str(config["label"])
+    from peftlab.methods import REGISTRY
+
+    method = REGISTRY.get(str(config.get("method")))
+    if method is None:
+        return str(config.get("method"))
+    prefix = f"{method.prefix}_"
+    given = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
+    try:
+        knobs = method.knobs(
+            **{k: v for k, v in given.items() if k in {f.name for f in fields(method.knobs)}}
+        )
+    except TypeError:
+        return method.name
+    parts = [f"{k}={short_value(v)}" for k, v in changed(knobs).items()]
+    return " ".join([method.name, *parts])
+
+
+def short_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    return str(v)

@@ -1,29 +1,27 @@
-"""One experiment end to end: config -> data + model -> method -> train -> evaluate -> record -> store.
+"""One experiment's life: a record started from the resolved config, the task's entry point, the record stored.
 
-`run_experiment(cfg, store)` returns the record dict (also stored, also written to OUT/<run_id>/record.json).
+`run_experiment(cfg, store)` returns the Record (also stored, also written to OUT/<run_id>/record.json); a failed run
+is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised for the caller to decide.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import json
 import os
 import platform
-import re
 import socket
 import subprocess
-import sys
 import traceback
-import uuid
 from pathlib import Path
 
 import torch
 
 from peftlab import __version__
-from peftlab.config import RunConfig, validate
+from peftlab.config import RunConfig
 from peftlab.errors import BadInput
+from peftlab.record import Record
 from peftlab.store import Store
+from peftlab.tasks import TASKS
 
 
 def environment() -> dict:
@@ -67,18 +65,6 @@ def environment() -> dict:
     }
 
 
-def new_run_id(cfg: RunConfig) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    model = re.sub(r"[^A-Za-z0-9]+", "-", Path(cfg.model or cfg.encoder or cfg.image_encoder or "vqa").name)[
-        :24
-    ]
-    return f"{stamp}-{model}-{cfg.method}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
-
-
-def log(msg: str) -> None:
-    print(f"[peftlab] {msg}", file=sys.stderr, flush=True)
-
-
 def set_threads(cfg: RunConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -90,68 +76,35 @@ def set_threads(cfg: RunConfig) -> None:
 
 def run_experiment(
     cfg: RunConfig, store: Store | None = None, *, memo: dict | None = None, progress: bool = True
-) -> dict:
-    """Run one experiment and return its record. BadInput propagates (nothing stored); any other exception is stored
-    as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
-    validate(cfg)
+) -> Record:
+    """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
+    other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
     set_threads(cfg)
     store = store if store is not None else Store(cfg.resolved_store())
-    record = {
-        "run_id": new_run_id(cfg),
-        "created_at": dt.datetime.now().isoformat(timespec="seconds"),
-        "status": "running",
-        "error": None,
-        "task": cfg.task,
-        "model": cfg.model,
-        "dataset": cfg.dataset,
-        "method": cfg.method,
-        "seed": cfg.seed,
-        "config": None,
-        # hashed as requested (before task etc. are inferred), so `compare --resume` recognises the same request
-        "config_hash": cfg.identity_hash(),
-        "metrics": None,
-        "baseline_metrics": None,
-        "params": None,
-        "time": None,
-        "memory": None,
-        "data": None,
-        "env": environment(),
-        "artifacts": {"dir": None},
-    }
+    record = Record.start(cfg, environment())
     try:
-        if cfg.task == "vqa":
-            from peftlab.vqa import run_vqa
-
-            run_vqa(cfg, record, memo=memo if memo is not None else {}, progress=progress)
-        else:
-            from peftlab.experiment import run_classification
-
-            run_classification(cfg, record, memo=memo if memo is not None else {}, progress=progress)
-        record["status"] = "ok"
+        TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
+        record.status = "ok"
     except BadInput:
         raise
     except KeyboardInterrupt:
-        record["status"] = "cancelled"
-        record["error"] = "interrupted (Ctrl-C)"
+        record.status, record.error = "cancelled", "interrupted (Ctrl-C)"
         _finish(cfg, record, store)
         raise
     except (
         Exception
     ) as e:  # a failed run is a result too: store it with its error, then let the caller decide
-        record["status"] = "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        record["traceback"] = traceback.format_exc()
+        record.status, record.error = "failed", f"{type(e).__name__}: {e}"
+        record.traceback = traceback.format_exc()
         _finish(cfg, record, store)
         raise
     _finish(cfg, record, store)
     return record
 
 
-def _finish(cfg: RunConfig, record: dict, store: Store) -> None:
-    record["config"] = record["config"] or dataclasses.asdict(cfg)
-    record["config_hash"] = record["config_hash"] or cfg.identity_hash()
-    run_dir = Path(cfg.out) / record["run_id"]
+def _finish(cfg: RunConfig, record: Record, store: Store) -> None:
+    run_dir = Path(cfg.out) / record.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    record["artifacts"]["dir"] = str(run_dir)
-    (run_dir / "record.json").write_text(json.dumps(record, indent=2, default=str))
+    record.artifacts.dir = str(run_dir)
+    (run_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2, default=str))
     store.add(record)

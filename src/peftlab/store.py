@@ -1,6 +1,7 @@
 """The results store: one SQLite row per run holding the whole self-describing record as JSON.
 
-`Store(path).add(record)`, `Store(path).records(status="ok")`; safe for several processes writing at once (WAL + retries).
+`Store(path).add(record)`, `Store(path).records(status="ok")` -> [Record]; `finished(cfg)` answers `--resume`.
+Safe for several processes writing at once (WAL + retries).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import sqlite3
 import time
 from pathlib import Path
 
+from peftlab.record import Record, as_record
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     created_at  TEXT NOT NULL,
     status      TEXT NOT NULL,          -- ok | failed | cancelled
     task        TEXT, model TEXT, dataset TEXT, method TEXT, seed INTEGER,
-    config_hash TEXT,                   -- RunConfig.identity_hash(): same hash = same experiment (compare --resume)
+    config_hash TEXT,                   -- config.identity_hash(): same hash = same experiment, any seed
     record      TEXT NOT NULL           -- the full record as JSON
 );
 CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, status);
@@ -37,19 +40,20 @@ class Store:
         db.execute("PRAGMA busy_timeout=60000")
         return db
 
-    def add(self, record: dict) -> None:
+    def add(self, record: Record | dict) -> None:
         """Insert or replace one run's record; retried for up to ~60 s if another process holds the lock."""
+        record = as_record(record)
         row = (
-            record["run_id"],
-            record["created_at"],
-            record["status"],
-            record.get("task"),
-            record.get("model"),
-            record.get("dataset"),
-            record.get("method"),
-            record.get("seed"),
-            record.get("config_hash"),
-            json.dumps(record, default=str),
+            record.run_id,
+            record.created_at,
+            record.status,
+            record.task,
+            record.model,
+            record.dataset,
+            record.method,
+            record.seed,
+            record.config_hash,
+            json.dumps(record.to_dict(), default=str),
         )
         for attempt in range(30):
             try:
@@ -61,17 +65,15 @@ class Store:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
-    def records(self, status: str | None = None) -> list[dict]:
+    def records(self, status: str | None = None) -> list[Record]:
         query, args = "SELECT record FROM runs", ()
         if status:
             query, args = query + " WHERE status = ?", (status,)
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY created_at, run_id", args).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [Record.from_dict(json.loads(r[0])) for r in rows]
 
-    def succeeded(self, config_hash: str) -> bool:
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT 1 FROM runs WHERE config_hash = ? AND status = 'ok' LIMIT 1", (config_hash,)
-            ).fetchone()
-        return row is not None
+    def finished(self) -> set[tuple[str, int | None]]:
+        """(identity, seed) of every successful run: what `--resume` skips. Identities are computed from each record's
+        settings as this version reads them, so runs stored by earlier versions count too."""
+        return {(r.identity, r.seed) for r in self.records(status="ok")}

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 # Hub names users with internet run the reference experiments on; here they are documentation, not downloads.
 HUB_MODELS = {
     "google/vit-base-patch16-224-in21k": "ViT-B/16 pretrained on ImageNet-21k (Food-101 reference)",
@@ -30,9 +32,22 @@ def listing(what: str) -> str:
     lines: list[str] = []
     if what == "methods":
         from peftlab.methods import REGISTRY
+        from peftlab.methods.knobs import flag, knob_fields
 
-        lines.append("methods (peftlab run --method NAME):")
-        lines += [f"  {m.name:<12} {m.trains}" for m in REGISTRY.values()]
+        lines.append(
+            "methods (peftlab run --method NAME; knobs as flags, or as keys in YAML run and suite files):"
+        )
+        for m in REGISTRY.values():
+            lines.append(f"  {m.name:<12} {m.trains}")
+            tasks = ", ".join(t.removesuffix("-classification") for t in m.tasks)
+            lines.append(
+                f"  {'':<12} tasks: {tasks}; default lr {m.default_lr:g}"
+                + (f"; {m.paper}" if m.paper else "")
+            )
+            for f in knob_fields(m.knobs):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                shown = "" if default is None else f" [default: {default}]"
+                lines.append(f"  {'':<14}{flag(m.prefix, f.name):<26} {f.metadata['help']}{shown}")
         return "\n".join(lines)
     if what == "models":
         from peftlab.models import PACKAGED_MODELS
@@ -51,13 +66,10 @@ def listing(what: str) -> str:
         lines.append("packaged datasets (ship inside pip/Debian packages; no hub needed):")
         for d in PACKAGED_DATASETS.values():
             lines.append(_row(d.name, d.available(), f"{d.description}  [{d.task}]"))
-        try:
-            from peftlab.data.vqa import VQA_DATASETS
+        from peftlab.data.vqa import VQA_DATASETS
 
-            for d in VQA_DATASETS.values():
-                lines.append(_row(d.name, d.available(), f"{d.description}  [vqa]"))
-        except ImportError:
-            pass
+        for d in VQA_DATASETS.values():
+            lines.append(_row(d.name, d.available(), f"{d.description}  [vqa]"))
         lines.append(
             "hub datasets (need internet; also: local CSV/JSON/JSONL/Parquet files and image folders):"
         )

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from peftlab.cli import main
-from peftlab.compare import expand
 from peftlab.errors import BadInput
+from peftlab.grid import expand
 from peftlab.store import Store
 
 GRID = ["compare", "--models", "minilm-l6", "--datasets", "vader-tweets", "--methods", "baseline,head", "--seeds", "2",
@@ -14,18 +14,41 @@ GRID = ["compare", "--models", "minilm-l6", "--datasets", "vader-tweets", "--met
         "--max-length", "24", "--no-save-model", "--quiet"]  # fmt: skip
 
 
+EXP = {"models": "minilm-l6", "datasets": "vader-tweets"}
+
+
 def test_expand_orders_and_validates():
-    runs = expand({"models": "a", "datasets": "d", "methods": ["head", "lora"], "seeds": 2, "lora_r": 4})
-    assert [(r.method, r.seed, r.lora_r) for r in runs] == [
-        ("head", 0, 4),
-        ("head", 1, 4),
+    runs = expand({**EXP, "methods": ["head", "lora"], "seeds": 2, "lora_r": 4})
+    assert [(r.method, r.seed, r.knobs.r if r.method == "lora" else None) for r in runs] == [
+        ("head", 0, None),
+        ("head", 1, None),
         ("lora", 0, 4),
         ("lora", 1, 4),
     ]
     with pytest.raises(BadInput, match="lora-r"):
-        expand({"models": "a", "datasets": "d", "lora_r": 0})
+        expand({**EXP, "lora_r": 0})
     with pytest.raises(BadInput, match="unknown setting"):
-        expand({"models": "a", "datasets": "d", "lora_rank": 4})
+        expand({**EXP, "lora_rank": 4})
+
+
+def test_expand_method_variants_from_yaml_and_the_command_line():
+    runs = expand(
+        {**EXP, "methods": ["lora", {"method": "lora", "r": 4, "label": "small"}, "lora:r=16:alpha=32"]}
+    )
+    assert [(r.knobs.r, r.knobs.alpha, r.label) for r in runs] == [(8, 16.0, None), (4, 16.0, "small"),
+                                                                     (16, 32.0, None)]  # fmt: skip
+    with pytest.raises(BadInput, match="--lora-r 'x'"):
+        expand({**EXP, "methods": "lora:r=x"})
+    with pytest.raises(BadInput, match="name=value"):
+        expand({**EXP, "methods": "lora:r"})
+    with pytest.raises(BadInput, match="unknown method"):
+        expand({**EXP, "methods": [{"method": "lorax"}]})
+
+
+@pytest.mark.parametrize("axis", ["methods", "models", "datasets", "seeds"])
+def test_an_empty_grid_axis_is_bad_input(axis, capsys):
+    assert main([*GRID, "--out", "unused", f"--{axis}", ""]) == 2
+    assert "empty" in capsys.readouterr().err
 
 
 def test_grid_json_resume_and_report(tmp_path, capsys):
@@ -47,7 +70,7 @@ def test_grid_json_resume_and_report(tmp_path, capsys):
 
 
 def test_ctrl_c_mid_grid_then_resume(tmp_path, monkeypatch, capsys):
-    import peftlab.experiment as exp
+    import peftlab.tasks.classification as exp
 
     real_train, calls = exp.train, {"n": 0}
 
@@ -60,12 +83,12 @@ def test_ctrl_c_mid_grid_then_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(exp, "train", train_then_interrupt)
     out = tmp_path / "cmp"
     assert main([*GRID, "--out", str(out)]) == 130
-    statuses = sorted(r["status"] for r in Store(out / "peftlab.db").records())
+    statuses = sorted(r.status for r in Store(out / "peftlab.db").records())
     assert statuses == ["cancelled", "ok", "ok", "ok"]  # baseline x2 and head s0 finished, head s1 cancelled
     monkeypatch.setattr(exp, "train", real_train)
     capsys.readouterr()
     assert main([*GRID, "--out", str(out), "--resume", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["runs_new"] == 1 and summary["runs_skipped"] == 3
-    ok = [r for r in Store(out / "peftlab.db").records() if r["status"] == "ok"]
+    ok = [r for r in Store(out / "peftlab.db").records() if r.ok]
     assert len(ok) == 4

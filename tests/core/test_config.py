@@ -1,13 +1,15 @@
-"""RunConfig: coercion, YAML, validation messages that name the flag and the value."""
+"""config.load: the one edge where settings are coerced, checked (messages name the flag and the value) and resolved;
+identity: which settings make an experiment."""
+
+import dataclasses
 
 import pytest
 
-from peftlab.config import RunConfig, coerce, from_dict, validate
+from peftlab import config
+from peftlab.config import coerce_setting, identity_hash, knob_label, load
 from peftlab.errors import BadInput
 
-
-def ok(**kw):
-    return RunConfig(model="minilm-l6", dataset="vader-tweets", **kw)
+BASE = {"model": "minilm-l6", "dataset": "vader-tweets"}
 
 
 @pytest.mark.parametrize(
@@ -23,27 +25,57 @@ def ok(**kw):
         ({"max_eval_samples": -3}, "--max-eval-samples"),
         ({"method": "lorax"}, "--method"),
         ({"lora_bias": "some"}, "--lora-bias"),
+        ({"lora_target": ""}, "--lora-target"),
         ({"task": "speech"}, "--task"),
         ({"batch_size": 0}, "--batch-size"),
+        ({"pooling": "max"}, "--pooling"),
+        ({"weight_decay": -0.1}, "--weight-decay"),
+        ({"fusion": "sum", "task": "vqa"}, "--fusion"),
+        ({"hidden": 0, "task": "vqa"}, "--hidden"),
     ],
 )
 def test_validation_names_the_flag(kw, flag):
     with pytest.raises(BadInput) as e:
-        validate(ok(**kw))
+        load({**BASE, **kw})
     assert flag in str(e.value) and "\n" not in str(e.value)
 
 
+def test_load_resolves_once_and_the_result_is_frozen():
+    cfg = load({**BASE, "lora_r": "4", "epochs": "2"})
+    assert (cfg.task, cfg.method, cfg.lr, cfg.epochs) == ("text-classification", "lora", 5e-4, 2.0)
+    assert cfg.knobs.r == 4 and cfg.knobs.alpha == 16.0  # the rest are the method's defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.task = "vqa"
+    assert cfg.to_dict()["lora_r"] == 4 and "knobs" not in cfg.to_dict()
+    head = load({**BASE, "method": "head", "lora_r": 4})  # another method's knobs are not this run's
+    assert "lora_r" not in head.to_dict() and head.lr == 2e-3
+    vqa = load({"dataset": "easy-vqa"})  # the dataset names the task, which names its default method and lr
+    assert (vqa.task, vqa.method, vqa.lr) == ("vqa", "head", 1e-3)
+
+
 def test_coerce_types_and_messages():
-    assert coerce("lora_target", "query, value") == ["query", "value"]
-    assert coerce("epochs", "2") == 2.0
-    assert coerce("save_model", "false") is False
+    assert load({**BASE, "lora_target": "query, value"}).knobs.target == ["query", "value"]
+    assert coerce_setting("epochs", "2") == 2.0
+    assert coerce_setting("save_model", "false") is False
     with pytest.raises(BadInput, match="--lora-r 'eight'"):
-        coerce("lora_r", "eight")
-    with pytest.raises(BadInput, match="unknown setting"):
-        from_dict({"lora_rank": 8})
+        load({**BASE, "lora_r": "eight"})
+    with pytest.raises(BadInput, match="unknown setting 'lora_rank'.*lora_r"):
+        load({**BASE, "lora_rank": 8})
+    with pytest.raises(BadInput, match="--model is required"):
+        load({})
 
 
-def test_identity_hash_ignores_where_results_go():
-    a, b = ok(out="x"), ok(out="y", store="z.db")
-    assert a.identity_hash() == b.identity_hash()
-    assert a.identity_hash() != ok(seed=1).identity_hash()
+def test_identity_ignores_seed_and_where_results_go_and_nothing_else():
+    a = load({**BASE, "out": "x"}).to_dict()
+    b = load({**BASE, "out": "y", "store": "z.db", "seed": 3, "threads": 1, "label": "mine"}).to_dict()
+    assert identity_hash(a) == identity_hash(b)
+    for other in ({"lora_r": 4}, {"lr": 1e-4}, {"epochs": 2}, {"method": "full"}, {"max_train_samples": 10}):
+        assert identity_hash(load({**BASE, **other}).to_dict()) != identity_hash(a), other
+    assert set(config.identity(a)) & set(config.NOT_IDENTITY) == set()
+
+
+def test_knob_label_names_what_differs_from_the_defaults():
+    assert knob_label(load(BASE).to_dict()) == "lora"
+    assert knob_label(load({**BASE, "lora_r": 4, "lora_alpha": 32}).to_dict()) == "lora r=4 alpha=32"
+    assert knob_label(load({**BASE, "method": "head"}).to_dict()) == "head"
+    assert knob_label(load({**BASE, "label": "my lora"}).to_dict()) == "my lora"

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from peftlab import config
 from peftlab.cli import main
-from peftlab.config import RunConfig
 from peftlab.run import run_experiment
 from peftlab.store import Store
 
@@ -39,8 +39,9 @@ def test_json_record_has_the_design_keys(tmp_path, capsys):
         assert rec["time"][k] is not None
     assert rec["memory"]["peak_rss_mb"] > 100
     stored = Store(tmp_path / "peftlab.db").records()
-    assert [r["run_id"] for r in stored] == [rec["run_id"]]
-    assert stored[0]["config"]["method"] == "head" and stored[0]["env"]["torch"]
+    assert [r.run_id for r in stored] == [rec["run_id"]]
+    assert stored[0].config["method"] == "head" and stored[0].env["torch"]
+    assert stored[0].public() == rec  # the store and --json hold the same record
 
 
 def test_same_seed_same_metrics(tmp_path, capsys):
@@ -118,7 +119,7 @@ def test_image_run_on_packaged_mobilenet(method, tmp_path, capsys):
 
 
 def test_failed_run_is_stored_and_exit_1(tmp_path, capsys, monkeypatch):
-    import peftlab.experiment as exp
+    import peftlab.tasks.classification as exp
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash in training")
@@ -127,20 +128,20 @@ def test_failed_run_is_stored_and_exit_1(tmp_path, capsys, monkeypatch):
     code = main(["run", *TEXT, "--method", "head", "--out", str(tmp_path), "--quiet"])
     assert code == 1
     (rec,) = Store(tmp_path / "peftlab.db").records()
-    assert rec["status"] == "failed" and "simulated crash" in rec["error"]
+    assert rec.status == "failed" and "simulated crash" in rec.error
     assert "Traceback" not in capsys.readouterr().err
 
 
 def test_ctrl_c_is_stored_as_cancelled(tmp_path, monkeypatch):
-    import peftlab.experiment as exp
+    import peftlab.tasks.classification as exp
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(exp, "train", interrupt)
-    cfg = RunConfig(model="minilm-l6", dataset="vader-tweets", method="head", max_train_samples=12,
-                    max_eval_samples=9, out=str(tmp_path))  # fmt: skip
+    cfg = config.load(dict(model="minilm-l6", dataset="vader-tweets", method="head", max_train_samples=12,
+                           max_eval_samples=9, out=str(tmp_path)))  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, progress=False)
     (rec,) = Store(tmp_path / "peftlab.db").records()
-    assert rec["status"] == "cancelled"
+    assert rec.status == "cancelled"

@@ -2,12 +2,13 @@
 
 import multiprocessing as mp
 
+from peftlab.record import Record
 from peftlab.store import Store
 
 
 def _rec(i, status="ok"):
     return {"run_id": f"r{i:04d}", "created_at": f"2026-01-01T00:00:{i % 60:02d}", "status": status, "seed": i,
-            "config_hash": f"h{i}", "metrics": {"accuracy": i / 100}}  # fmt: skip
+            "method": "head", "config": {"method": "head", "lr": i / 1000}, "metrics": {"accuracy": i / 100}}  # fmt: skip
 
 
 def _writer(path, start, n):
@@ -20,9 +21,11 @@ def test_roundtrip_and_filters(tmp_path):
     s = Store(tmp_path / "a.db")
     s.add(_rec(1))
     s.add(_rec(2, "failed"))
-    assert [r["run_id"] for r in s.records()] == ["r0001", "r0002"]
-    assert [r["run_id"] for r in s.records(status="failed")] == ["r0002"]
-    assert s.succeeded("h1") and not s.succeeded("h2")
+    assert [r.run_id for r in s.records()] == ["r0001", "r0002"]
+    assert [r.run_id for r in s.records(status="failed")] == ["r0002"]
+    ok, failed = (Record.from_dict(_rec(i)) for i in (1, 2))
+    assert s.finished() == {(ok.identity, 1)} and failed.identity != ok.identity  # only successes are skipped
+    assert s.records()[0].to_dict() == Record.from_dict(_rec(1)).to_dict()  # the JSON round-trips
 
 
 def test_two_processes_write_at_once(tmp_path):

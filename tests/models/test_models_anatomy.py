@@ -13,9 +13,10 @@ from peftlab.models import (
     MeanPoolConfig,
     MeanPoolForSequenceClassification,
     anatomy,
-    default_lora_targets,
-    resolve_lora_targets,
+    default_targets,
+    resolve_targets,
 )
+from tiny import CLASSES, tiny_config
 
 TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100)
 VISION = dict(
@@ -29,41 +30,20 @@ VISION = dict(
 
 
 def build(family: str) -> nn.Module:
-    """Tiny classifier of one family (3 labels); call under `torch.device("meta")` for a meta build."""
-    if family == "bert":
-        return T.BertForSequenceClassification(T.BertConfig(**TEXT, num_labels=3))
-    if family == "roberta":
-        return T.RobertaForSequenceClassification(T.RobertaConfig(**TEXT, num_labels=3))
-    if family == "distilbert":
-        cfg = T.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64, num_labels=3)
-        return T.DistilBertForSequenceClassification(cfg)
+    """Tiny classifier of one family (3 labels, tests/tiny.py); call under `torch.device("meta")` for a meta build."""
     if family == "meanpool":
         return MeanPoolForSequenceClassification(
-            MeanPoolConfig(encoder_config=T.BertConfig(**TEXT), num_labels=3)
-        )
-    if family == "vit":
-        return T.ViTForImageClassification(T.ViTConfig(**VISION, num_labels=3))
-    if family == "clip":
-        text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-        return T.CLIPForImageClassification(
-            T.CLIPConfig(vision_config=VISION, text_config=text, num_labels=3)
+            MeanPoolConfig(encoder_config=tiny_config("bert", 3), num_labels=3)
         )
     if family == "clip_tower":
         return T.CLIPVisionModel(T.CLIPVisionConfig(**VISION))
-    if family == "resnet":
-        cfg = T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 2], num_labels=3)
-        return T.ResNetForImageClassification(cfg)
-    if family == "mobilenet_v2":
-        return T.MobileNetV2ForImageClassification(
-            T.MobileNetV2Config(depth_multiplier=0.35, image_size=32, tf_padding=False, num_labels=3)
-        )
-    raise ValueError(family)
+    return CLASSES[family](tiny_config(family, 3))
 
 
 # family -> (model_type, block prefix, number of blocks, head, last_block)
 EXPECTED = {
     "bert": ("bert", "bert.encoder.layer", 2, ["classifier"], ["bert.encoder.layer.1"]),
-    "roberta": ("roberta", "roberta.encoder.layer", 2, ["classifier"], ["roberta.encoder.layer.1"]),
+    "roberta": ("roberta", "roberta.encoder.layer", 3, ["classifier"], ["roberta.encoder.layer.2"]),
     "distilbert": (
         "distilbert",
         "distilbert.transformer.layer",
@@ -72,7 +52,7 @@ EXPECTED = {
         ["distilbert.transformer.layer.1"],
     ),
     "meanpool": ("bert", "encoder.encoder.layer", 2, ["classifier"], ["encoder.encoder.layer.1"]),
-    "vit": ("vit", "vit.layers", 2, ["classifier"], ["vit.layers.1"]),
+    "vit": ("vit", "vit.layers", 3, ["classifier"], ["vit.layers.2"]),
     "clip": (
         "clip_vision_model",
         "vision_model.encoder.layers",
@@ -81,7 +61,7 @@ EXPECTED = {
         ["vision_model.encoder.layers.1"],
     ),
     "clip_tower": ("clip_vision_model", "encoder.layers", 2, [], ["encoder.layers.1"]),
-    "resnet": ("resnet", "resnet.encoder.stages", 2, ["classifier"], ["resnet.encoder.stages.1"]),
+    "resnet": ("resnet", "resnet.encoder.stages", 3, ["classifier"], ["resnet.encoder.stages.2"]),
     # depth 0.35: the last inverted residual (layer 15, 112 channels) is alone in its stage, then the 1x1 conv to 1280
     "mobilenet_v2": (
         "mobilenet_v2",
@@ -174,54 +154,54 @@ def test_cnn_aliases():
     # 16 blocks x (expand_1x1, reduce_1x1) + the final conv_1x1 (last_block)
     assert len(anat.aliases["pointwise"]) == 33 and len(anat.aliases["depthwise"]) == 16
     assert "mobilenet_v2.conv_1x1.convolution" in anat.aliases["pointwise"]
-    assert resolve_lora_targets(mobilenet, default_lora_targets(anat)) == sorted(anat.aliases["pointwise"])
+    assert resolve_targets(anatomy(mobilenet), default_targets(anat)) == sorted(anat.aliases["pointwise"])
     r = anatomy(resnet)
     modules = dict(resnet.named_modules())
     assert all(modules[n].kernel_size == (3, 3) for n in r.aliases["spatial"])
     assert all(modules[n].kernel_size == (1, 1) for n in r.aliases["pointwise"])
-    assert default_lora_targets(r) == ["pointwise"]
+    assert default_targets(r) == ["pointwise"]
 
 
 def test_resolve_alias_own_name_full_name():
     with torch.device("meta"):
         bert, vit, distil, mobilenet = build("bert"), build("vit"), build("distilbert"), build("mobilenet_v2")
     q = ["bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.1.attention.self.query"]
-    assert resolve_lora_targets(bert, ["query"]) == q
+    assert resolve_targets(anatomy(bert), ["query"]) == q
     assert (
-        resolve_lora_targets(bert, ["attention.self.query", q[0]]) == q
+        resolve_targets(anatomy(bert), ["attention.self.query", q[0]]) == q
     )  # own name + full name, de-duplicated
-    assert resolve_lora_targets(bert, ["attention.output.dense"]) == [
+    assert resolve_targets(anatomy(bert), ["attention.output.dense"]) == [
         "bert.encoder.layer.0.attention.output.dense",
         "bert.encoder.layer.1.attention.output.dense",
     ]
     # "output.dense" is a suffix of both BERT's attn_out and ffn_out: the own-name rule takes both
-    assert len(resolve_lora_targets(bert, ["output.dense"])) == 4
-    assert resolve_lora_targets(vit, ["query", "value"]) == sorted(
-        f"vit.layers.{i}.attention.{p}" for i in range(2) for p in ("q_proj", "v_proj")
+    assert len(resolve_targets(anatomy(bert), ["output.dense"])) == 4
+    assert resolve_targets(anatomy(vit), ["query", "value"]) == sorted(
+        f"vit.layers.{i}.attention.{p}" for i in range(3) for p in ("q_proj", "v_proj")
     )
-    assert resolve_lora_targets(vit, ["q_proj"]) == resolve_lora_targets(vit, ["query"])
-    assert resolve_lora_targets(distil, ["q_lin", "ffn_out"]) == sorted(
+    assert resolve_targets(anatomy(vit), ["q_proj"]) == resolve_targets(anatomy(vit), ["query"])
+    assert resolve_targets(anatomy(distil), ["q_lin", "ffn_out"]) == sorted(
         [f"distilbert.transformer.layer.{i}.attention.q_lin" for i in range(2)]
         + [f"distilbert.transformer.layer.{i}.ffn.lin2" for i in range(2)]
     )
-    assert len(resolve_lora_targets(mobilenet, ["expand_1x1.convolution"])) == 16
-    assert default_lora_targets(anatomy(bert)) == ["query", "value"]
+    assert len(resolve_targets(anatomy(mobilenet), ["expand_1x1.convolution"])) == 16
+    assert default_targets(anatomy(bert)) == ["query", "value"]
 
 
 def test_resolve_errors_name_candidates():
     with torch.device("meta"):
         bert, mobilenet = build("bert"), build("mobilenet_v2")
     with pytest.raises(BadInput) as err:
-        resolve_lora_targets(bert, ["qury"])
+        resolve_targets(anatomy(bert), ["qury"])
     message = str(err.value)
     assert "qury" in message and "query" in message and "attention.self.query" in message
     assert "\n" not in message
     with pytest.raises(BadInput, match="classification head"):
-        resolve_lora_targets(bert, ["classifier"])
+        resolve_targets(anatomy(bert), ["classifier"])
     with pytest.raises(BadInput, match="pointwise"):
-        resolve_lora_targets(mobilenet, ["query"])
+        resolve_targets(anatomy(mobilenet), ["query"])
     with pytest.raises(BadInput):
-        resolve_lora_targets(bert, [])
+        resolve_targets(anatomy(bert), [])
 
 
 def test_peft_lora_on_resolved_targets(family):
@@ -231,7 +211,7 @@ def test_peft_lora_on_resolved_targets(family):
     torch.manual_seed(0)
     model = build(family).eval()
     anat = anatomy(model)
-    targets = resolve_lora_targets(model, default_lora_targets(anat))
+    targets = resolve_targets(anatomy(model), default_targets(anat))
     peft_model = get_peft_model(
         model, LoraConfig(r=2, lora_alpha=4, target_modules=targets, modules_to_save=anat.head or None)
     )
@@ -241,11 +221,12 @@ def test_peft_lora_on_resolved_targets(family):
     assert wrapped == targets
     if family in ("bert", "roberta", "distilbert", "meanpool"):
         batch = {
-            "input_ids": torch.randint(3, 100, (2, 5)),
+            "input_ids": torch.randint(3, 97, (2, 5)),
             "attention_mask": torch.ones(2, 5, dtype=torch.long),
         }
     else:
-        batch = {"pixel_values": torch.randn(2, 3, 32, 32)}
+        side = getattr(getattr(model.config, "vision_config", model.config), "image_size", 32)
+        batch = {"pixel_values": torch.randn(2, 3, side, side)}
     with torch.no_grad():
         out = peft_model(**batch)
     if anat.head:

@@ -8,7 +8,6 @@ import pytest
 import torch
 from params_configs import BASE
 
-from peftlab.config import RunConfig
 from peftlab.params import count
 
 # hub id -> (backbone class, kwargs, parameters of the backbone as our classifier holds it)
@@ -52,7 +51,7 @@ def backbone_count(name: str) -> int:
 def test_base_backbone_sizes(name, folder):
     expected = BACKBONES[name][2]
     assert backbone_count(name) == expected
-    result = count(folder(name), "full", num_labels=3, cfg=RunConfig())
+    result = count(folder(name), "full", num_labels=3)
     head = next(r for r in result["breakdown"] if r["component"] == "head")
     assert result["match"] is True
     assert result["predicted_total"] - head["params"] == expected
@@ -61,9 +60,9 @@ def test_base_backbone_sizes(name, folder):
 
 def test_bert_base_pooler_and_heads(folder):
     """BERT-base classifier = 109,482,240 + 768·K + K; RoBERTa's head is dense 768->768 + out_proj 768->K."""
-    bert = count(folder("bert-base-uncased"), "head", num_labels=3, cfg=RunConfig())
+    bert = count(folder("bert-base-uncased"), "head", num_labels=3)
     assert (bert["total"], bert["trainable"]) == (109_482_240 + 768 * 3 + 3, 768 * 3 + 3)
-    roberta = count(folder("roberta-base"), "head", num_labels=3, cfg=RunConfig())
+    roberta = count(folder("roberta-base"), "head", num_labels=3)
     assert roberta["trainable"] == (768 * 768 + 768) + (768 * 3 + 3) == 592_899
     assert roberta["total"] == 124_055_040 + 592_899
 
@@ -75,7 +74,7 @@ def test_packaged_models_from_config_alone():
     for name, backbone in (("minilm-l6", 22_565_376), ("mobilenet-v2", 2_223_872)):
         if not PACKAGED_MODELS[name].available():
             continue
-        result = count(name, "lora", num_labels=1000, cfg=RunConfig())
+        result = count(name, "lora", num_labels=1000)
         assert result["match"] is True, result
         rows = {r["component"]: r["params"] for r in result["breakdown"]}
         extra = sum(v for k, v in rows.items() if k.startswith(("lora", "modules_to_save")))

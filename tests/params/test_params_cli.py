@@ -7,7 +7,8 @@ import json
 import os
 
 from peftlab.cli import main
-from peftlab.config import RunConfig
+from peftlab.config import method_knobs
+from peftlab.methods import REGISTRY
 from peftlab.params import Prediction, compare_counts, count, predict
 
 
@@ -88,18 +89,19 @@ def test_bad_input_is_one_line_and_exit_2(capsys, folder):
     rc, out, err = params(capsys, "--model", folder("bert"), "--method", "nope")
     assert rc == 2 and err.count("\n") == 1 and "--method 'nope'" in err
     rc, _, err = params(capsys, "--model", folder("bert"), "--method", "lora", "--lora-target", "nonexistent")
-    assert rc == 2 and "unknown LoRA target 'nonexistent'" in err
+    assert rc == 2 and "--lora-target nonexistent: unknown target" in err
     rc, _, err = params(capsys, "--model", folder("bert"), "--method", "lora", "--num-labels", "1")
     assert rc == 2 and "--num-labels 1" in err
 
 
 def test_run_path_predicts_from_the_config_alone(folder):
-    """What experiment.py calls: predict(name, task, K, cfg, pooling=...) agrees with the meta-device count."""
-    cfg = RunConfig(method="lora", lora_r=4, lora_target=["value", "ffn_out"])
-    predicted = predict(folder("distilbert"), "text-classification", 5, cfg, pooling="cls")
-    counted = count(folder("distilbert"), "lora", num_labels=5, cfg=cfg)
+    """What a run calls: predict(name, task, K, method, knobs, pooling=...) agrees with the meta-device count."""
+    lora = REGISTRY["lora"]
+    knobs = method_knobs(lora, {"lora_r": 4, "lora_target": ["value", "ffn_out"]})
+    predicted = predict(folder("distilbert"), "text-classification", 5, lora, knobs, pooling="cls")
+    counted = count(folder("distilbert"), "lora", knobs, num_labels=5)
     assert (predicted.trainable, predicted.total) == (counted["trainable"], counted["total"])
-    auto = predict(folder("distilbert"), "text-classification", 5, cfg, pooling="auto")
+    auto = predict(folder("distilbert"), "text-classification", 5, lora, knobs, pooling="auto")
     assert (auto.trainable, auto.total) == (predicted.trainable, predicted.total)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from peftlab.cli import main
-from peftlab.config import RunConfig
 from peftlab.models import PACKAGED_MODELS
 from peftlab.params import count
 
@@ -67,7 +66,7 @@ def test_base_size_table(row, folder):
         where = name
     else:
         where = folder(name)
-    result = count(where, "full", num_labels=3, cfg=RunConfig())
+    result = count(where, "full", num_labels=3)
     head = next(r for r in result["breakdown"] if r["component"] == "head")
     assert result["match"] is True
     assert result["total"] - head["params"] == backbone

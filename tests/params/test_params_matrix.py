@@ -1,4 +1,4 @@
-"""Predicted == measured for every registered method x every family, and for the LoRA knobs, on tiny configs.
+"""Predicted == measured for every registered method x every family (tests/tiny.py), and for the LoRA knobs, on tiny configs.
 
 Each case builds the real model class on the meta device from config.json alone (`count`), applies the method,
 and checks the totals and every component line; a method or family without formulas must say so, never guess.
@@ -10,11 +10,9 @@ import re
 import pytest
 from params_configs import TEXT_FAMILIES, TINY
 
-from peftlab.config import RunConfig
+from peftlab.config import method_knobs
 from peftlab.methods import REGISTRY
 from peftlab.params import count, format_table
-
-FORMULA_METHODS = {"baseline", "head", "last-layer", "full", "lora"}
 
 
 def check(result: dict) -> None:
@@ -45,28 +43,21 @@ def formula_value(formula: str) -> int:
 
 
 def run(family: str, method: str, folder, **knobs) -> dict:
-    cfg = RunConfig(method=method, **knobs)
-    return count(folder(family), method, num_labels=5, cfg=cfg)
+    """`count` with the method's knobs given as flat settings (lora_r=4), parsed as `peftlab run` parses them."""
+    return count(folder(family), method, method_knobs(REGISTRY[method], knobs), num_labels=5)
 
 
 @pytest.mark.parametrize("family", list(TINY))
 @pytest.mark.parametrize("method", list(REGISTRY))
 def test_every_method_on_every_family(method, family, folder):
-    result = run(family, method, folder)
-    if method not in FORMULA_METHODS and result["predicted_total"] is None:
-        # a method registered without formulas: measured counts only, said plainly
-        assert "no formula" in result["note"] and result["total"] > 0
-        return
-    check(result)
+    check(run(family, method, folder))  # every registered method brings its arithmetic
 
 
 @pytest.mark.parametrize("family", TEXT_FAMILIES)
 @pytest.mark.parametrize("method", ["head", "last-layer", "lora"])
 def test_mean_pooling_wraps_the_encoder(family, method, folder):
     """Sentence-transformers recipe: encoder without pooler + masked mean + `classifier` (MiniLM's packaged shape)."""
-    result = count(
-        folder(family, sentence_transformers=True), method, num_labels=5, cfg=RunConfig(method=method)
-    )
+    result = count(folder(family, sentence_transformers=True), method, num_labels=5)
     assert result["model_class"] == "MeanPoolForSequenceClassification" and result["pooling"] == "mean"
     assert "pooler" not in [r["component"] for r in result["breakdown"]]
     check(result)
@@ -180,7 +171,7 @@ def test_nested_modules_to_save_is_measured_not_guessed(folder):
 def test_a_family_without_formulas_gets_measured_counts_and_one_plain_line(tmp_path):
     convnext = {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 2], "num_stages": 2}
     (tmp_path / "config.json").write_text(json.dumps(convnext))
-    result = count(str(tmp_path), "lora", num_labels=5, cfg=RunConfig())
+    result = count(str(tmp_path), "lora", num_labels=5)
     assert (
         result["predicted_total"] is None
         and result["predicted_trainable"] is None

@@ -3,11 +3,11 @@ the backward pass, SDPA-equivalent attention, and everything restored after the 
 
 import pytest
 import torch
-from tests.core.tiny import tiny_model
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from peftlab.train.dropout import _attention, fast_dropout, hashed_dropout, keep_mask
+from tiny import tiny_model
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

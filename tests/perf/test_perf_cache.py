@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from core.tiny import FAMILIES, tiny_model
-from peftlab.config import RunConfig
-from peftlab.methods import REGISTRY
+from peftlab import config
+from peftlab.methods import REGISTRY, Context
 from peftlab.models import anatomy
 from peftlab.train import evaluate, train
 from peftlab.train.cache import cache_store, plan_prefix, prefix_inputs, skip_prefix
 from peftlab.train.encode import Encoded
+from tiny import FAMILIES, image_side, tiny_model
 
 TRANSFORMERS = [f for f in FAMILIES if f not in ("mobilenet_v2", "resnet")]
 
@@ -25,21 +25,21 @@ def _no_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-def _data(task: str, n: int, seed: int = 0) -> Encoded:
+def _data(task: str, n: int, seed: int = 0, side: int = 32) -> Encoded:
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 5, (n,), generator=g)
     if task == "text-classification":
         lengths = torch.randint(2, 12, (n,), generator=g)
         ids = [torch.randint(3, 97, (int(t),), generator=g) for t in lengths]
         return Encoded(task, labels, input_ids=ids)
-    return Encoded(task, labels, pixel_values=torch.randn(n, 3, 32, 32, generator=g))
+    return Encoded(task, labels, pixel_values=torch.randn(n, 3, side, side, generator=g))
 
 
 def _prepared(family: str, method: str, seed: int = 0):
     model, task, _ = tiny_model(family, seed=seed)
     anat = anatomy(model)
-    cfg = RunConfig(model="tiny", dataset="tiny", method=method, task=task)
-    return _no_dropout(REGISTRY[method].prepare(model, anat, cfg)), anat, task
+    m = REGISTRY[method]
+    return _no_dropout(m.prepare(model, anat, m.knobs(), Context(task))), anat, task
 
 
 def _train_and_eval(model, train_in, eval_in, fwd=None, epochs=2.0):
@@ -56,7 +56,7 @@ def test_cached_training_matches_uncached(family, method):
     runs = []
     for cached in (False, True):
         model, anat, task = _prepared(family, method)
-        tr, ev = _data(task, 14, seed=1), _data(task, 10, seed=2)
+        tr, ev = _data(task, 14, 1, image_side(family)), _data(task, 10, 2, image_side(family))
         if cached:
             plan = plan_prefix(model, anat, ev)
             assert plan is not None and plan.block == (
@@ -74,8 +74,11 @@ def test_cached_training_matches_uncached(family, method):
     (s0, m0, w0), (s1, m1, w1) = runs
     assert s1.final_loss == pytest.approx(s0.final_loss, rel=1e-4, abs=1e-5)
     assert m1["accuracy"] == m0["accuracy"] and m1["macro_f1"] == pytest.approx(m0["macro_f1"])
-    for name in w0:  # Adam divides by sqrt(v): a near-zero gradient's last bits can move a weight by ~1e-5
-        torch.testing.assert_close(w1[name], w0[name], rtol=1e-3, atol=1e-4)
+    # Adam steps by lr * m / sqrt(v): for a weight whose gradient is rounding noise (~1e-9), the noise's sign decides
+    # the step, so float reordering in the cached path can move such a weight by a few % of one step (lr 1e-2 here:
+    # 2.3e-4 seen on CLIP). The bound is 10% of one step; the metrics above check the function itself.
+    for name in w0:
+        torch.testing.assert_close(w1[name], w0[name], rtol=1e-3, atol=0.1 * 1e-2)
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v2", "resnet"])
@@ -107,7 +110,7 @@ def test_cnn_cached_prefix_is_the_eval_mode_model(family):
 def test_lora_and_full_are_not_cut(family):
     for method in ("lora", "full"):
         model, anat, task = _prepared(family, method)
-        assert plan_prefix(model, anat, _data(task, 4)) is None
+        assert plan_prefix(model, anat, _data(task, 4, side=image_side(family))) is None
 
 
 def test_model_is_restored_after_the_cut():
@@ -155,7 +158,7 @@ def test_keys_never_mix_models_preprocessing_or_data():
 @pytest.mark.parametrize("family", ["bert", "vit"])
 def test_budget_spills_to_disk_with_the_same_values(family):
     model, anat, task = _prepared(family, "last-layer")
-    data = _data(task, 9)
+    data = _data(task, 9, side=image_side(family))
     plan = plan_prefix(model, anat, data)
     in_ram, info_ram = prefix_inputs({}, plan, data, budget_mb=64, batch_size=4)
     on_disk, info_disk = prefix_inputs({}, plan, data, budget_mb=0, batch_size=4)
@@ -187,7 +190,7 @@ TEXT = dict(model="minilm-l6", dataset="vader-tweets", max_train_samples=24, max
 
 @pytest.fixture
 def no_dropout_models(monkeypatch):
-    import peftlab.experiment as experiment
+    import peftlab.tasks.classification as experiment
 
     real = experiment.load_model
 
@@ -202,19 +205,19 @@ def no_dropout_models(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["head", "last-layer"])
 def test_minilm_cached_run_matches_uncached(method, tmp_path, monkeypatch, no_dropout_models):
-    import peftlab.experiment as experiment
+    import peftlab.tasks.classification as experiment
     from peftlab.run import run_experiment
     from peftlab.store import Store
 
     store = Store(tmp_path / "db.sqlite")
     cached = run_experiment(
-        RunConfig(**TEXT, method=method, seed=4, out=str(tmp_path)), store, memo={}, progress=False
-    )
+        config.load(dict(**TEXT, method=method, seed=4, out=str(tmp_path))), store, memo={}, progress=False
+    ).to_dict()
     assert cached["time"]["prefix_cache"]["train"]["block"] == (6 if method == "head" else 5)
     monkeypatch.setattr(experiment, "plan_prefix", lambda *a, **k: None)
     plain = run_experiment(
-        RunConfig(**TEXT, method=method, seed=4, out=str(tmp_path)), store, memo={}, progress=False
-    )
+        config.load(dict(**TEXT, method=method, seed=4, out=str(tmp_path))), store, memo={}, progress=False
+    ).to_dict()
     assert plain["time"]["prefix_cache"] is None
     assert cached["time"]["final_loss"] == pytest.approx(plain["time"]["final_loss"], rel=1e-4)
     for key in ("accuracy", "macro_f1", "macro_recall"):
@@ -232,8 +235,8 @@ def test_compare_runs_the_backbone_once_per_split(tmp_path):
     records = []
     for method in ("baseline", "head", "last-layer"):
         for seed in range(3):
-            cfg = RunConfig(**TEXT, method=method, seed=seed, out=str(tmp_path))
-            records.append(run_experiment(cfg, store, memo=memo, progress=False))
+            cfg = config.load(dict(**TEXT, method=method, seed=seed, out=str(tmp_path)))
+            records.append(run_experiment(cfg, store, memo=memo, progress=False).to_dict())
     assert cache_store(memo).builds == 2
     hits = [r["time"]["prefix_cache"]["eval"]["hit"] for r in records]
     assert hits == [False] + [True] * 8

@@ -102,16 +102,32 @@ def test_summarize_single_seed_has_no_interval(records):
         assert r["accuracy_ci95"] is None and r["train_s_ci95"] is None
 
 
-def test_summarize_latest_run_per_seed_and_mixed_settings(records):
+def test_summarize_latest_run_per_seed(records):
     heads = [r for r in records if r["dataset"] == "sst2-mini" and r["method"] == "head"]
-    rerun = copy.deepcopy(heads[0])  # seed 0 again, later, with another learning rate
+    rerun = copy.deepcopy(heads[0])  # seed 0 again, later, same settings: a resumed grid re-ran it
     rerun.update(run_id="again", created_at="2025-02-01T00:00:00+00:00")
     rerun["metrics"]["accuracy"] = 0.60
-    rerun["config"]["lr"] = 5e-4
     (row,) = summarize([*heads, rerun])
     assert row["n_seeds"] == 3 and row["duplicates_dropped"] == 1
     assert row["accuracy_per_seed"] == [0.60, 0.72, 0.71]  # the newer seed-0 run counts
-    assert row["mixed_config"] == {"lr": ["0.0005", "0.001"]}
+    assert row["mixed_config"] == {}
+
+
+def test_summarize_never_merges_runs_whose_settings_differ(records):
+    heads = [r for r in records if r["dataset"] == "sst2-mini" and r["method"] == "head"]
+    other = copy.deepcopy(heads[0])  # seed 0 with another learning rate: another experiment
+    other.update(run_id="other-lr", created_at="2025-02-01T00:00:00+00:00")
+    other["metrics"]["accuracy"] = 0.60
+    other["config"]["lr"] = 5e-4
+    rows = summarize([*heads, other])
+    assert len(rows) == 2 and sum(r["n_runs"] for r in rows) == 4  # nothing dropped
+    by_label = {r["label"]: r for r in rows}
+    assert set(by_label) == {
+        "head lr=0.001",
+        "head lr=0.0005",
+    }  # same method and knobs: the differing setting
+    assert by_label["head lr=0.001"]["seeds"] == [0, 1, 2] and by_label["head lr=0.0005"]["seeds"] == [0]
+    assert all(r["duplicates_dropped"] == 0 for r in rows)
 
 
 def test_summarize_tolerates_missing_sections(records):

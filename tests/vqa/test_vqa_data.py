@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from peftlab.data.vqa import (
+from peftlab.data.vqa import VQA_DATASETS, load_vqa
+from peftlab.data.vqa.daquar import read_daquar_qa
+from peftlab.data.vqa.fashion import (
     FASHION_VQA_MOSAICS,
     ITEMS,
     PLURALS,
     POSITIONS,
-    VQA_DATASETS,
     fashion_vqa_split,
-    load_vqa,
     make_mosaics,
-    read_daquar_qa,
 )
 
 from .conftest import make_shapes_set

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import peftlab.vqa_encode as vqa_encode
+import peftlab.tasks.vqa.cache as vqa_encode
 from peftlab.cli import main
-from peftlab.compare import run_suite
+from peftlab.grid import run_suite
 from peftlab.store import Store
 
 FAST = ["--epochs", "3", "--batch-size", "8", "--hidden", "16", "--no-save-model"]
@@ -27,7 +27,10 @@ def test_record_has_the_shape_of_every_run(
     for key in ("run_id", "status", "task", "model", "dataset", "method", "seed", "metrics", "baseline_metrics",
                 "params", "time", "memory", "artifacts", "data", "vqa_baselines"):  # fmt: skip
         assert key in rec
-    assert rec["status"] == "ok" and rec["task"] == "vqa" and rec["method"] == "vqa-concat"
+    assert rec["status"] == "ok" and rec["task"] == "vqa" and rec["method"] == "head"
+    assert (
+        rec["config"]["fusion"] == "concat"
+    )  # VQA trains the registered `head` method; the fusion is a setting
     data = rec["data"]
     assert (data["train_size"], data["eval_size"]) == (
         27,
@@ -49,7 +52,7 @@ def test_record_has_the_shape_of_every_run(
     for k in ("train_s", "eval_s", "train_samples_per_s", "encode_s"):
         assert rec["time"][k] is not None
     stored = Store(tmp_path / "runs" / "peftlab.db").records()
-    assert [r["run_id"] for r in stored] == [rec["run_id"]] and stored[0]["method"] == "vqa-concat"
+    assert [r.run_id for r in stored] == [rec["run_id"]] and stored[0].method == "head"
 
 
 def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys,
@@ -79,7 +82,7 @@ def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encode
     enc = again["vqa"]["encoded"]
     assert (enc["images"]["computed"], enc["texts"]["computed"]) == (0, 0)
     assert (enc["images"]["cached"], enc["texts"]["cached"]) == (12, 5)
-    assert again["method"] == "vqa-concat-product" and again["params"]["match"] is True
+    assert again["config"]["fusion"] == "concat-product" and again["params"]["match"] is True
 
 
 def test_changed_preprocessing_is_a_new_cache_entry(
@@ -163,8 +166,8 @@ def test_compare_grids_over_encoders_and_fusions(tiny_image_encoder, tiny_resnet
     out = run_suite(suite, tmp_path / "grid", resume=False, progress=False)
     assert (out["runs_total"], out["runs_failed"]) == (8, 0)
     records = Store(out["store"]).records()
-    assert {r["method"] for r in records} == {"vqa-concat", "vqa-product"}
-    assert len({r["model"] for r in records}) == 2
+    assert {(r.method, r.config["fusion"]) for r in records} == {("head", "concat"), ("head", "product")}
+    assert len({r.model for r in records}) == 2
     assert calls["images"] == 24  # 12 images x 2 image encoders, whatever the fusions and seeds
 
 

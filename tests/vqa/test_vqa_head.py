@@ -5,7 +5,8 @@ import torch
 from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
 from peftlab.params import measure
-from peftlab.vqa_head import FUSIONS, FusionHead, Pairs, head_params, predict, train_head
+from peftlab.tasks.vqa import FUSIONS
+from peftlab.tasks.vqa.heads import FusionHead, Pairs, head_params, predict, train_head
 
 MINILM = dict(
     vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536

@@ -16,7 +16,10 @@ from peftlab.errors import BadInput
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def _open(source: str | Path | io.BytesIO, shown: str) -> Image.Image:
+def open_rgb(source: str | Path | bytes | io.BytesIO, shown: str) -> Image.Image:
+    """A file path or encoded bytes -> RGB PIL image; `shown` names it in the one-line error."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
     try:
         with Image.open(source) as im:
             return im.convert("RGB")  # convert() loads the pixels, so the file can close
@@ -52,10 +55,10 @@ def to_rgb(value: object, base_dir: Path | None, where: str) -> Image.Image:
         path = Path(value).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        return _open(path, f"{str(path)!r} ({where})")
+        return open_rgb(path, f"{str(path)!r} ({where})")
     if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
         if value.get("bytes"):
-            return _open(io.BytesIO(value["bytes"]), f"{value.get('path') or 'bytes'} ({where})")
+            return open_rgb(io.BytesIO(value["bytes"]), f"{value.get('path') or 'bytes'} ({where})")
         return to_rgb(value["path"], base_dir, where)
     if isinstance(value, (list, np.ndarray)):
         return from_array(np.asarray(value))

@@ -121,7 +121,7 @@ def load_mnist5k() -> Pools:
 # --- fashion-mnist --------------------------------------------------------------------------------------------
 
 
-def _fashion_dir() -> Path | None:
+def fashion_dir() -> Path | None:
     ok = all((FASHION_MNIST_DIR / f).is_file() for f in FASHION_FILES.values())
     return FASHION_MNIST_DIR if ok else None
 
@@ -139,7 +139,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load_fashion() -> Pools:
-    folder = _fashion_dir()
+    folder = fashion_dir()
     if folder is None:
         if _mnist5k_file() is None:
             raise BadInput(
@@ -230,7 +230,7 @@ register(
         task=IMAGE,
         description="70,000 28x28 grey product photos, 10 classes, official 60k/10k split (MIT); else falls back to mnist-5k",
         install="apt-get install -y dataset-fashion-mnist",
-        files=_fashion_dir,
+        files=fashion_dir,
         load=load_fashion,
     )
 )

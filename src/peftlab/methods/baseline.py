@@ -3,12 +3,16 @@
 The "accuracy before fine-tuning" reference point (near chance for a new head, by construction).
 """
 
-from peftlab.methods import Method, freeze_all
+from peftlab.methods import Method, train_only
+from peftlab.params.plan import whole_modules
 
 
-def prepare(model, anatomy, cfg):
-    freeze_all(model)
-    return model
+def prepare(model, anatomy, knobs, ctx):
+    return train_only(model, [])
+
+
+def plan(arch, anat, knobs, task):
+    return whole_modules(arch, [])
 
 
 METHOD = Method(
@@ -16,6 +20,6 @@ METHOD = Method(
     trains="nothing: pretrained backbone + new random head, evaluated before any training",
     default_lr=0.0,
     prepare=prepare,
+    plan=plan,
     needs_training=False,
-    trainable_modules=lambda anatomy, cfg: [],
 )

@@ -3,13 +3,16 @@
 Nothing is frozen, so nothing can be cached: each step runs the whole model forward and backward.
 """
 
-from peftlab.methods import Method
+from peftlab.methods import Method, train_only
+from peftlab.params.plan import whole_modules
 
 
-def prepare(model, anatomy, cfg):
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+def prepare(model, anatomy, knobs, ctx):
+    return train_only(model, [""])
+
+
+def plan(arch, anat, knobs, task):
+    return whole_modules(arch, [""])
 
 
 METHOD = Method(
@@ -17,5 +20,5 @@ METHOD = Method(
     trains="everything",
     default_lr=5e-5,
     prepare=prepare,
-    trainable_modules=lambda anatomy, cfg: [""],
+    plan=plan,
 )

@@ -1,19 +1,19 @@
 """`head`: a linear probe; only the classification head trains, the whole backbone is frozen.
 
-Cheapest real training; its frozen backbone output can be computed once and cached (train/cache.py).
+Cheapest real training; its frozen backbone output is computed once and cached (train/cache.py). In VQA the frozen
+backbones are the image and question encoders and the head is the fusion head (tasks/vqa/).
 """
 
-from peftlab.methods import Method, freeze_all, unfreeze
+from peftlab.methods import IMAGE, TEXT, VQA, Method, train_only
+from peftlab.params.plan import whole_modules
 
 
-def trainable_modules(anatomy, cfg):
-    return list(anatomy.head)
+def prepare(model, anatomy, knobs, ctx):
+    return train_only(model, list(anatomy.head))
 
 
-def prepare(model, anatomy, cfg):
-    freeze_all(model)
-    unfreeze(model, trainable_modules(anatomy, cfg))
-    return model
+def plan(arch, anat, knobs, task):
+    return whole_modules(arch, list(anat.head))
 
 
 METHOD = Method(
@@ -21,5 +21,6 @@ METHOD = Method(
     trains="the classification head only (backbone frozen)",
     default_lr=2e-3,
     prepare=prepare,
-    trainable_modules=trainable_modules,
+    plan=plan,
+    tasks=(TEXT, IMAGE, VQA),
 )

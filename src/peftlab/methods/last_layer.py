@@ -3,17 +3,20 @@
 "Fine-tune the last layer with all previous layers fixed"; what enters the last block can be cached once.
 """
 
-from peftlab.methods import Method, freeze_all, unfreeze
+from peftlab.methods import Method, train_only
+from peftlab.params.plan import whole_modules
 
 
-def trainable_modules(anatomy, cfg):
-    return list(anatomy.last_block) + list(anatomy.head)
+def _modules(anat) -> list[str]:
+    return list(anat.last_block) + list(anat.head)
 
 
-def prepare(model, anatomy, cfg):
-    freeze_all(model)
-    unfreeze(model, trainable_modules(anatomy, cfg))
-    return model
+def prepare(model, anatomy, knobs, ctx):
+    return train_only(model, _modules(anatomy))
+
+
+def plan(arch, anat, knobs, task):
+    return whole_modules(arch, _modules(anat))
 
 
 METHOD = Method(
@@ -21,5 +24,5 @@ METHOD = Method(
     trains="the last backbone block (last stage for a CNN) + the head",
     default_lr=2e-4,
     prepare=prepare,
-    trainable_modules=trainable_modules,
+    plan=plan,
 )

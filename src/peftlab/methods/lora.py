@@ -1,58 +1,105 @@
 """`lora`: HF PEFT LoRA adapters on the target modules, the head trained in full through `modules_to_save`.
 
 Targets accept portable aliases (query, value, ...) and this architecture's module names; defaults r=8, alpha=16,
-dropout 0.1, targets query+value (1x1 convs on CNNs), head saved.
+dropout 0.1, targets query+value (1x1 convs on CNNs), head saved. `dora` (methods/dora.py) reuses these knobs.
 """
 
-from peft import LoraConfig, TaskType, get_peft_model
+from __future__ import annotations
 
-from peftlab.errors import BadInput
-from peftlab.methods import Method
-from peftlab.models.anatomy import default_lora_targets, resolve_lora_targets
+from dataclasses import dataclass
+
+from peftlab.methods import Method, adapters
+from peftlab.methods.knobs import flag, knob, names_list, positive, probability
+from peftlab.params.layers import Layer
+from peftlab.params.plan import Added, Plan, layers_named, outside_saved, peft_saved, under
+
+PREFIX = "lora"
+LORA, DORA = "lora A,B", "dora magnitudes"
 
 
-def lora_config(model, anatomy, cfg) -> LoraConfig:
-    """The LoraConfig this run uses, with targets resolved to full module names of this model."""
-    targets = resolve_lora_targets(model, cfg.lora_target or default_lora_targets(anatomy))
-    if cfg.lora_modules_to_save is None:
-        to_save = list(anatomy.head)
-    else:
-        names = dict(model.named_modules())
-        to_save = []
-        for want in cfg.lora_modules_to_save:
-            hits = [n for n in names if n.endswith(want)]  # PEFT's own rule: a plain suffix match
-            if not hits:
-                raise BadInput(
-                    f"--lora-modules-to-save {want!r}: no such module; the head here is {', '.join(anatomy.head)}"
-                )
-            to_save.append(want)
-    # SEQ_CLS gives users PeftModelForSequenceClassification on reload (the class the HF docs use);
-    # images have no task type in PEFT, so the plain PeftModel wraps them.
-    task_type = TaskType.SEQ_CLS if cfg.task == "text-classification" else None
+@dataclass(frozen=True)
+class Knobs:
+    r: int = knob(8, "LoRA rank r", check=positive)
+    alpha: float = knob(
+        16.0, "LoRA alpha (scaling = alpha / r, or alpha / sqrt(r) with --lora-use-rslora)", check=positive
+    )
+    dropout: float = knob(0.1, "dropout on the LoRA branch input, in [0, 1)", check=probability)
+    bias: str = knob("none", "LoRA bias: none | all | lora_only", choices=("none", "all", "lora_only"))
+    target: list[str] | None = knob(
+        None,
+        "LoRA target modules, comma-separated: aliases query,key,value,attn_out,ffn_in,ffn_out or module names",
+        check=names_list,
+    )
+    modules_to_save: list[str] | None = knob(
+        None,
+        "modules trained and saved in full beside LoRA, comma-separated (default: the classification head)",
+    )
+    use_rslora: bool = knob(False, "rank-stabilised LoRA scaling alpha / sqrt(r)")
+    use_dora: bool = knob(False, "weight-decomposed LoRA (DoRA)")
+
+
+def lora_config(anat, knobs: Knobs, task: str, *, use_dora: bool | None = None):
+    """The peft.LoraConfig this run uses, with targets resolved to full module names of this model."""
+    from peft import LoraConfig
+
     return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        bias=cfg.lora_bias,
-        target_modules=targets,
-        modules_to_save=to_save or None,
-        use_rslora=cfg.lora_use_rslora,
-        use_dora=cfg.lora_use_dora,
-        task_type=task_type,
+        r=knobs.r,
+        lora_alpha=knobs.alpha,
+        lora_dropout=knobs.dropout,
+        bias=knobs.bias,
+        target_modules=adapters.targets(anat, knobs.target, flag(PREFIX, "target")),
+        modules_to_save=adapters.modules_to_save(
+            anat, knobs.modules_to_save, flag(PREFIX, "modules_to_save")
+        ),
+        use_rslora=knobs.use_rslora,
+        use_dora=knobs.use_dora if use_dora is None else use_dora,
+        task_type=adapters.task_type(task),
     )
 
 
-def prepare(model, anatomy, cfg):
-    config = lora_config(model, anatomy, cfg)
-    try:
-        return get_peft_model(model, config)
-    except (
-        ValueError
-    ) as e:  # PEFT rejects some layer/knob combinations, e.g. a grouped conv whose groups do not divide r
-        first = str(e).strip().splitlines()[0]
-        raise BadInput(
-            f"--lora-target {','.join(cfg.lora_target or ['(default)'])}: PEFT cannot apply LoRA here ({first})"
-        ) from None
+def prepare(model, anatomy, knobs: Knobs, ctx):
+    return adapters.wrap(model, lora_config(anatomy, knobs, ctx.task), flag(PREFIX, "target"))
+
+
+def lora_expr(x: Layer, r: int) -> tuple[str, int]:
+    """LoRA on one layer: A (r × in [× k × k]) + B (out × r / groups): "8 × (768 + 768)"."""
+    if x.kind == "conv":
+        kh, kw = x.shape[2], x.shape[3]
+        a_in = f"{x.in_features}×{kh}×{kw}" if kh * kw > 1 else str(x.in_features)
+        a, b = r * x.in_features * kh * kw, x.out_features * r // x.groups
+        if x.groups == 1:
+            return f"{r} × ({a_in} + {x.out_features})", a + b
+        return f"{r}×{a_in} + {x.out_features}×{r}/{x.groups}", a + b
+    return f"{r} × ({x.in_features} + {x.out_features})", r * (x.in_features + x.out_features)
+
+
+def lora_plan(arch, anat, knobs: Knobs, task: str, *, dora: bool) -> Plan:
+    """LoRA as arithmetic: A and B per target (+ one DoRA magnitude per output feature), the saved copies, biases."""
+    from peftlab.models.anatomy import default_targets
+
+    entries = list(knobs.target or default_targets(anat))
+    saved, copied, unsupported = peft_saved(arch, anat, knobs.modules_to_save, task)
+    targets = outside_saved(adapters.targets(anat, entries, flag(PREFIX, "target")), saved)
+    plan = Plan(copied=copied, unsupported=unsupported)
+    layers = layers_named(arch, targets)
+    if layers:
+        label = f"{LORA} r={knobs.r} on {','.join(entries)}"
+        plan.added.append(
+            Added(label, [(x.block, *lora_expr(x, knobs.r)) for x in layers], (".lora_A.", ".lora_B."))
+        )
+    if layers and dora:  # one magnitude per output feature of each adapted layer
+        items = [(x.block, str(x.out_features), x.out_features) for x in layers]
+        plan.added.append(Added(DORA, items, (".lora_magnitude_vector.",)))
+    frozen_originals = {x.name for x in arch.layers if under(x.name, copied)}
+    if knobs.bias == "all":  # every bias outside the saved modules trains
+        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
+    elif knobs.bias == "lora_only":  # the biases of the adapted layers train
+        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name in targets}
+    return plan
+
+
+def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
+    return lora_plan(arch, anat, knobs, task, dora=knobs.use_dora)
 
 
 METHOD = Method(
@@ -60,4 +107,7 @@ METHOD = Method(
     trains="LoRA matrices A (r x in) and B (out x r) on the target modules + the head (modules_to_save)",
     default_lr=5e-4,
     prepare=prepare,
+    plan=plan,
+    knobs=Knobs,
+    paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, arXiv:2106.09685",
 )

@@ -1,11 +1,11 @@
 """Models: loading by name (packaged offline, local folder, hub id), packaged-weight converters, backbone introspection.
 
-`load_model(name, task, labels)` -> LoadedModel; `anatomy(model)` and `resolve_lora_targets(model, targets)` for methods.
+`load_model(name, task, labels)` -> LoadedModel; `anatomy(model)` and `resolve_targets(anatomy, targets)` for methods.
 """
 
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from peftlab.models.anatomy import Anatomy, anatomy, default_lora_targets, resolve_lora_targets
+from peftlab.models.anatomy import Anatomy, anatomy, default_targets, resolve_targets
 from peftlab.models.loading import LoadedModel, load_config, load_model, resolve_source
 from peftlab.models.meanpool import MODEL_TYPE as MEANPOOL_MODEL_TYPE
 from peftlab.models.meanpool import MeanPoolConfig, MeanPoolForSequenceClassification
@@ -26,9 +26,9 @@ __all__ = [
     "MeanPoolForSequenceClassification",
     "PackagedModel",
     "anatomy",
-    "default_lora_targets",
+    "default_targets",
     "load_config",
     "load_model",
-    "resolve_lora_targets",
+    "resolve_targets",
     "resolve_source",
 ]

@@ -1,10 +1,10 @@
 """Backbone introspection: where a model's blocks, head and Linear/Conv2d layers are, found from the model itself.
 
-`anatomy(model)` before any PEFT wrapping (works on the meta device); `resolve_lora_targets(model, ["query", "value"])`.
+`anatomy(model)` before any PEFT wrapping (works on the meta device); `resolve_targets(anat, ["query", "value"])`.
 """
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -44,6 +44,9 @@ class Anatomy:
     backbone: str = ""  # qualified name of the backbone ("bert", "vit", "encoder"); "" when the model is one
     kind: str = "transformer"  # "transformer" | "cnn"
     block_list: str = ""  # the nn.ModuleList holding the blocks ("bert.encoder.layer", "vit.layers")
+    module_names: list[str] = field(
+        default_factory=list
+    )  # every named module but the root, in named_modules order
 
 
 def _lora_types() -> tuple[type, ...]:
@@ -229,10 +232,11 @@ def anatomy(model: nn.Module) -> Anatomy:
         backbone=backbone,
         kind=kind,
         block_list=block_list,
+        module_names=[name for name, _ in model.named_modules() if name],
     )
 
 
-def default_lora_targets(anat: Anatomy) -> list[str]:
+def default_targets(anat: Anatomy) -> list[str]:
     """Entries for `resolve_lora_targets`: query+value for transformers (the LoRA paper's choice); 1x1 convs for CNNs."""
     if anat.kind == "transformer":
         if "query" in anat.aliases and "value" in anat.aliases:
@@ -258,14 +262,15 @@ def _candidate_names(anat: Anatomy) -> list[str]:
     return names
 
 
-def resolve_lora_targets(model: nn.Module, targets: list[str], anat: Anatomy | None = None) -> list[str]:
-    """Aliases / own (suffix) names / full names -> sorted, de-duplicated qualified Linear/Conv2d names (never the head)."""
-    anat = anat or anatomy(model)
+def resolve_targets(anat: Anatomy, targets: list[str] | str, flag: str = "--lora-target") -> list[str]:
+    """Aliases / own (suffix) names / full names -> sorted, de-duplicated qualified Linear/Conv2d names (never the head).
+
+    Works on an anatomy alone (a real model's or one built from the parameter arithmetic)."""
     if isinstance(targets, str):
         targets = targets.split(",")  # "query,value" from a command line
     if not [t for t in targets if t.strip()]:
         raise BadInput(
-            f"no LoRA target modules given: name some, e.g. {','.join(default_lora_targets(anat))} "
+            f"{flag}: no target modules given: name some, e.g. {','.join(default_targets(anat))} "
             f"(aliases: {', '.join(anat.aliases) or 'none'})"
         )
     resolved: set[str] = set()
@@ -281,15 +286,13 @@ def resolve_lora_targets(model: nn.Module, targets: list[str], anat: Anatomy | N
             resolved.update(matches)
             continue
         in_head = [
-            n
-            for n, _ in model.named_modules()
-            if _inside(n, anat.head) and (n == entry or n.endswith("." + entry))
+            n for n in anat.module_names if _inside(n, anat.head) and (n == entry or n.endswith("." + entry))
         ]
         if in_head:
             raise BadInput(
-                f"LoRA target '{entry}' is part of the classification head ({', '.join(anat.head)}): the head is trained "
-                "whole (modules_to_save); pick backbone modules, e.g. "
-                + ", ".join(default_lora_targets(anat))
+                f"{flag} {entry}: that module is part of the classification head ({', '.join(anat.head)}), which "
+                "is trained whole (modules_to_save); pick backbone modules, e.g. "
+                + ", ".join(default_targets(anat))
             )
         aliases = list(anat.aliases)
         names = _candidate_names(anat)
@@ -297,7 +300,7 @@ def resolve_lora_targets(model: nn.Module, targets: list[str], anat: Anatomy | N
         close = difflib.get_close_matches(entry, tokens, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise BadInput(
-            f"unknown LoRA target '{entry}' for {anat.family}: {hint}use an alias ({', '.join(aliases) or 'none'}) "
+            f"{flag} {entry}: unknown target for {anat.family}: {hint}use an alias ({', '.join(aliases) or 'none'}) "
             f"or a Linear/Conv2d name of this model ({', '.join(names)})"
         )
     return sorted(resolved)

@@ -156,7 +156,7 @@ def _load_config_at(name: str, where: _Where):
     if where.kind == "packaged":
         return where.packaged.config()
     try:
-        with _quiet():
+        with quiet():
             return AutoConfig.from_pretrained(where.ref, **_hub_kwargs(where))
     except (OSError, ValueError, KeyError) as err:
         raise _load_error(name, where, err, "the config") from None
@@ -168,7 +168,7 @@ def load_config(name: str):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """transformers' load reports and progress bars off while loading; peftlab warns about what matters itself."""
     from transformers.utils import logging as hf_logging
 
@@ -239,6 +239,32 @@ def _resolve_pooling(name: str, pooling: str, task: str, where: _Where, config) 
     return pooling
 
 
+def resolve_pooling(name: str, pooling: str, task: str, config) -> str:
+    """load_model's rule for a pooling setting, from the config alone: "mean" | "cls" | "image"."""
+    if pooling in ("mean", "cls", "image"):
+        return pooling
+    if task == "image-classification":
+        return "image"
+    return _resolve_pooling(name, pooling, task, _locate(name), config)
+
+
+def default_task(config) -> str:
+    """The task a bare config implies: image classification for vision models (CLIP included), else text."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    mt = config.model_type
+    if mt in ("clip", "clip_vision_model"):
+        return "image-classification"
+    image = (
+        mt in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+        and mt not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+    )
+    return "image-classification" if image else "text-classification"
+
+
 def _set_labels(config, labels: list[str]) -> None:
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
@@ -302,7 +328,7 @@ def _load_processor(name: str, where: _Where, ref: str, task: str):
     from transformers import AutoImageProcessor, AutoTokenizer
 
     try:
-        with _quiet():
+        with quiet():
             if task == "text-classification":
                 return AutoTokenizer.from_pretrained(ref, **_hub_kwargs(where))
             return AutoImageProcessor.from_pretrained(ref, **_hub_kwargs(where))
@@ -327,30 +353,11 @@ def load_model(
     id2label, label2id set from `label_names`); `fresh_head=False` keeps a checkpoint's head when its shape fits.
     weights=False: the architecture from its config on the meta device, no weights and no processor read.
     """
-    from transformers import (
-        AutoModel,
-        AutoModelForImageClassification,
-        AutoModelForSequenceClassification,
-        CLIPConfig,
-        CLIPForImageClassification,
-    )
-
     labels = _check_inputs(task, label_names, pooling)
     where = _locate(name)
     base_config = _load_config_at(name, where)
     pooling = _resolve_pooling(name, pooling, task, where, base_config)
-
-    wrap_encoder = pooling == "mean" and base_config.model_type != MEANPOOL_TYPE
-    if wrap_encoder:
-        config = MeanPoolConfig(encoder_config=base_config)
-        cls = MeanPoolForSequenceClassification
-    elif pooling in ("mean", "cls"):
-        config, cls = base_config, AutoModelForSequenceClassification
-    elif base_config.model_type == "clip_vision_model":
-        # A bare CLIP vision tower: CLIPForImageClassification runs only its vision_model (the text config is unused).
-        config, cls = CLIPConfig(vision_config=base_config.to_dict()), CLIPForImageClassification
-    else:
-        config, cls = base_config, AutoModelForImageClassification
+    config, cls = _classifier(base_config, pooling)
     _set_labels(config, labels)
 
     if not weights:
@@ -360,38 +367,9 @@ def load_model(
         return LoadedModel(model.eval(), None, anat, name, _describe(name, where, ref), pooling)
 
     ref = str(where.packaged.path()) if where.kind == "packaged" else where.ref
-    hub = _hub_kwargs(where)
     try:
-        with _quiet():
-            if wrap_encoder:
-                encoder, info = AutoModel.from_pretrained(
-                    ref,
-                    config=base_config,
-                    dtype=torch.float32,
-                    output_loading_info=True,
-                    **_encoder_kwargs(base_config),
-                    **hub,
-                )
-                model = MeanPoolForSequenceClassification(config, encoder=encoder)
-                missing = list(info.get("missing_keys", []))
-            else:
-                extra = {}
-                if base_config.model_type == "clip_vision_model":
-                    # transformers 5 saves a CLIPVisionModel as embeddings.* / encoder.* (4.x: vision_model.*);
-                    # CLIPForImageClassification holds the tower at vision_model.
-                    extra["key_mapping"] = {
-                        r"^(embeddings|pre_layrnorm|encoder|post_layernorm)\.": r"vision_model.\1."
-                    }
-                model, info = cls.from_pretrained(
-                    ref,
-                    config=config,
-                    dtype=torch.float32,
-                    ignore_mismatched_sizes=True,
-                    output_loading_info=True,
-                    **extra,
-                    **hub,
-                )
-                missing = list(info.get("missing_keys", []))
+        with quiet():
+            model, missing = _from_pretrained(ref, cls, config, base_config, _hub_kwargs(where))
     except (OSError, ValueError) as err:
         raise _load_error(name, where, err, "the weights") from None
     anat = anatomy(model)
@@ -402,6 +380,44 @@ def load_model(
     model = model.float().eval()
     processor = _load_processor(name, where, ref, task)
     return LoadedModel(model, processor, anat, name, _describe(name, where, ref), pooling)
+
+
+def _classifier(base_config, pooling: str) -> tuple:
+    """(config, class) of the classifier to build: the mean-pooling wrapper around a bare encoder, the model's own
+    sequence / image classification head, or CLIPForImageClassification around a bare CLIP vision tower."""
+    from transformers import (
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        CLIPConfig,
+        CLIPForImageClassification,
+    )
+
+    if pooling == "mean" and base_config.model_type != MEANPOOL_TYPE:
+        return MeanPoolConfig(encoder_config=base_config), MeanPoolForSequenceClassification
+    if pooling in ("mean", "cls"):
+        return base_config, AutoModelForSequenceClassification
+    if base_config.model_type == "clip_vision_model":
+        # CLIPForImageClassification runs only its vision_model (the text config is unused)
+        return CLIPConfig(vision_config=base_config.to_dict()), CLIPForImageClassification
+    return base_config, AutoModelForImageClassification
+
+
+def _from_pretrained(ref: str, cls, config, base_config, hub: dict) -> tuple[nn.Module, list[str]]:
+    """(model with the checkpoint's weights in fp32, the parameter names the checkpoint did not have)."""
+    from transformers import AutoModel
+
+    if cls is MeanPoolForSequenceClassification and base_config.model_type != MEANPOOL_TYPE:
+        encoder, info = AutoModel.from_pretrained(ref, config=base_config, dtype=torch.float32,
+                                                  output_loading_info=True, **_encoder_kwargs(base_config), **hub)  # fmt: skip
+        return MeanPoolForSequenceClassification(config, encoder=encoder), list(info.get("missing_keys", []))
+    extra = {}
+    if base_config.model_type == "clip_vision_model":
+        # transformers 5 saves a CLIPVisionModel as embeddings.* / encoder.* (4.x: vision_model.*);
+        # CLIPForImageClassification holds the tower at vision_model.
+        extra["key_mapping"] = {r"^(embeddings|pre_layrnorm|encoder|post_layernorm)\.": r"vision_model.\1."}
+    model, info = cls.from_pretrained(ref, config=config, dtype=torch.float32, ignore_mismatched_sizes=True,
+                                      output_loading_info=True, **extra, **hub)  # fmt: skip
+    return model, list(info.get("missing_keys", []))
 
 
 def _describe(name: str, where: _Where, ref: str) -> str:

@@ -120,76 +120,93 @@ def _gap_sentence(g: Gap, name: str, leader: dict) -> str:
     return f"{head}, {size} {where}; {test}: {verdict}."
 
 
-def compare_dataset(rows: list[dict]) -> list[str]:
-    """Sentences for one dataset's rows: leader, gain over baseline, cheapest, most stable, gaps to the leader."""
-    rows = _by_accuracy(rows)
-    if not rows:
-        return ["No successful run has an accuracy here, so there is nothing to compare."]
-    with_model = several_models(rows)
-    name = {id(r): config_label(r, with_model) for r in rows}
+def _leader_sentence(rows: list[dict], name: dict[int, str]) -> str:
+    """ "3 configurations from 9 successful runs. lora leads at 0.840 ± 0.025 accuracy (3 seeds)." """
     leader = rows[0]
     n_runs = sum(r["n_seeds"] for r in rows)
-    out = [
+    return (
         f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} from {n_runs} successful run"
         f"{'s' if n_runs != 1 else ''}. {name[id(leader)]} leads at "
         f"{fmt_mean_ci(leader['accuracy_mean'], leader['accuracy_ci95'], leader['n_seeds'])} accuracy "
         f"({_seeds(leader['n_seeds'])})."
-    ]
+    )
 
-    # accuracy gained over the untrained model (same backbone, fresh head), per configuration
+
+def _gain_sentences(rows: list[dict], name: dict[int, str]) -> list[str]:
+    """The leader's gain over the untrained baseline, then the other trained configurations' gains; 0-2 sentences.
+
+    Gain: accuracy gained over the untrained model (same backbone, fresh head), per configuration.
+    """
+    leader = rows[0]
+    out = []
     if is_num(leader.get("gain_over_baseline")):
         out.append(
             f"That is {fmt_signed(leader['gain_over_baseline'])} over the untrained baseline's "
             f"{fmt_acc(leader['baseline_accuracy_mean'])} (the same backbone with a fresh head, before training)."
         )
-    others = [r for r in rows[1:] if is_num(r.get("gain_over_baseline")) and r["method"] != "baseline"]
+    others = [r for r in rows[1:] if is_num(r.get("gain_over_baseline")) and r["trained"]]
     if others:
         gains = ", ".join(f"{name[id(r)]} {fmt_signed(r['gain_over_baseline'])}" for r in others)
         losers = [name[id(r)] for r in others if r["gain_over_baseline"] <= 0]
         tail = f"; {', '.join(losers)} did not improve on it" if losers else ""
         out.append(f"Gains over the untrained baseline for the others: {gains}{tail}.")
+    return out
 
-    # cheapest: among configurations that train (the baseline method trains nothing and costs nothing)
-    trained = [r for r in rows if r["method"] != "baseline"]
+
+def _cheapest_sentence(trained: list[dict], leader: dict, name: dict[int, str]) -> str | None:
+    """The trained configuration with the fewest trainable parameters, against the leader; None if none has a count."""
     by_params = [r for r in trained if is_num(r.get("trainable_params"))]
-    if by_params:
-        c = min(by_params, key=lambda r: (r["trainable_params"], -r["accuracy_mean"]))
-        total = f" of {fmt_count(c['total_params'])}" if is_num(c.get("total_params")) else ""
-        if c is leader:
-            where = "it is also the leader"
-        else:
-            where = f"reaching {fmt_acc(c['accuracy_mean'])}, {fmt_acc(leader['accuracy_mean'] - c['accuracy_mean'])} below the leader"
-            if is_num(leader.get("trainable_params")) and c["trainable_params"] > 0:
-                ratio = leader["trainable_params"] / c["trainable_params"]
-                where += (
-                    f", which trains {fmt_ratio(ratio)} as many ({fmt_count(leader['trainable_params'])})"
-                )
-        out.append(
-            f"Cheapest in trainable parameters: {name[id(c)]} with {fmt_count(c['trainable_params'])}"
-            f" ({fmt_pct(c['trainable_pct'])}{total}), {where}."
-        )
-    by_time = [r for r in trained if is_num(r.get("train_s_mean"))]
-    if by_time:
-        c = min(by_time, key=lambda r: (r["train_s_mean"], -r["accuracy_mean"]))
-        if c is leader:
-            where = "the leader is also the fastest"
-        else:
-            where = f"against {fmt_seconds(leader.get('train_s_mean'))} for the leader"
-            if is_num(leader.get("train_s_mean")) and c["train_s_mean"] > 0:
-                where += f" ({fmt_ratio(leader['train_s_mean'] / c['train_s_mean'])} as long)"
-        out.append(
-            f"Fastest to train: {name[id(c)]} at {fmt_seconds(c['train_s_mean'])} mean train time per run, {where}."
-        )
-    by_mem = [r for r in trained if is_num(r.get("peak_rss_mb_mean"))]
-    if len(by_mem) > 1:
-        lo = min(by_mem, key=lambda r: r["peak_rss_mb_mean"])
-        hi = max(by_mem, key=lambda r: r["peak_rss_mb_mean"])
-        out.append(
-            f"Peak memory ranges from {fmt_mb(lo['peak_rss_mb_mean'])} for {name[id(lo)]} "
-            f"to {fmt_mb(hi['peak_rss_mb_mean'])} for {name[id(hi)]}."
-        )
+    if not by_params:
+        return None
+    c = min(by_params, key=lambda r: (r["trainable_params"], -r["accuracy_mean"]))
+    total = f" of {fmt_count(c['total_params'])}" if is_num(c.get("total_params")) else ""
+    if c is leader:
+        where = "it is also the leader"
+    else:
+        where = f"reaching {fmt_acc(c['accuracy_mean'])}, {fmt_acc(leader['accuracy_mean'] - c['accuracy_mean'])} below the leader"
+        if is_num(leader.get("trainable_params")) and c["trainable_params"] > 0:
+            ratio = leader["trainable_params"] / c["trainable_params"]
+            where += f", which trains {fmt_ratio(ratio)} as many ({fmt_count(leader['trainable_params'])})"
+    return (
+        f"Cheapest in trainable parameters: {name[id(c)]} with {fmt_count(c['trainable_params'])}"
+        f" ({fmt_pct(c['trainable_pct'])}{total}), {where}."
+    )
 
-    # stability: sample std of per-seed accuracy, only where there are 2+ seeds
+
+def _fastest_sentence(trained: list[dict], leader: dict, name: dict[int, str]) -> str | None:
+    """The trained configuration with the shortest mean train time (s), against the leader; None if none has one."""
+    by_time = [r for r in trained if is_num(r.get("train_s_mean"))]
+    if not by_time:
+        return None
+    c = min(by_time, key=lambda r: (r["train_s_mean"], -r["accuracy_mean"]))
+    if c is leader:
+        where = "the leader is also the fastest"
+    else:
+        where = f"against {fmt_seconds(leader.get('train_s_mean'))} for the leader"
+        if is_num(leader.get("train_s_mean")) and c["train_s_mean"] > 0:
+            where += f" ({fmt_ratio(leader['train_s_mean'] / c['train_s_mean'])} as long)"
+    return f"Fastest to train: {name[id(c)]} at {fmt_seconds(c['train_s_mean'])} mean train time per run, {where}."
+
+
+def _memory_sentence(trained: list[dict], name: dict[int, str]) -> str | None:
+    """The range of mean peak memory (MB) over trained configurations; None with fewer than two that recorded it."""
+    by_mem = [r for r in trained if is_num(r.get("peak_rss_mb_mean"))]
+    if len(by_mem) < 2:
+        return None
+    lo = min(by_mem, key=lambda r: r["peak_rss_mb_mean"])
+    hi = max(by_mem, key=lambda r: r["peak_rss_mb_mean"])
+    return (
+        f"Peak memory ranges from {fmt_mb(lo['peak_rss_mb_mean'])} for {name[id(lo)]} "
+        f"to {fmt_mb(hi['peak_rss_mb_mean'])} for {name[id(hi)]}."
+    )
+
+
+def _stability_sentences(trained: list[dict], name: dict[int, str]) -> list[str]:
+    """Most and least stable across seeds, and which configurations ran one seed only; 0-2 sentences.
+
+    Stability: sample std of per-seed accuracy, only where there are 2+ seeds.
+    """
+    out = []
     multi = [r for r in trained if r["n_seeds"] >= 2 and is_num(r.get("accuracy_std"))]
     if multi:
         s = min(multi, key=lambda r: r["accuracy_std"])
@@ -209,9 +226,30 @@ def compare_dataset(rows: list[dict]) -> list[str]:
         out.append("Every configuration ran with one seed, so stability and intervals cannot be judged.")
     elif singles:
         out.append(f"One seed only, so no interval and no stability estimate: {', '.join(singles)}.")
+    return out
 
-    for g in gap_tests(rows):
-        out.append(_gap_sentence(g, name[id(g.other)], leader))
+
+def compare_dataset(rows: list[dict]) -> list[str]:
+    """Sentences for one dataset's rows: leader, gain over baseline, cheapest, most stable, gaps to the leader."""
+    rows = _by_accuracy(rows)
+    if not rows:
+        return ["No successful run has an accuracy here, so there is nothing to compare."]
+    with_model = several_models(rows)
+    name = {id(r): config_label(r, with_model) for r in rows}
+    leader = rows[0]
+    out = [_leader_sentence(rows, name)]
+    out += _gain_sentences(rows, name)
+
+    # cost: among configurations that train (the baseline method trains nothing and costs nothing)
+    trained = [r for r in rows if r["trained"]]
+    costs = [
+        _cheapest_sentence(trained, leader, name),
+        _fastest_sentence(trained, leader, name),
+        _memory_sentence(trained, name),
+    ]
+    out += [s for s in costs if s is not None]
+    out += _stability_sentences(trained, name)
+    out += [_gap_sentence(g, name[id(g.other)], leader) for g in gap_tests(rows)]
     return out
 
 

@@ -10,7 +10,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from peftlab.report.aggregate import failed_records, ok_records, params_verdict
+from peftlab.config import identity
+from peftlab.record import Data, Params, Record
+from peftlab.report.aggregate import count_pairs, failed_records, ok_records, params_verdict
 from peftlab.report.fmt import fmt_int, is_num
 
 ENV_KEYS = ("peftlab", "python", "torch", "transformers", "peft", "datasets", "accelerate", "git_commit")
@@ -38,21 +40,19 @@ def slug(text: str) -> str:
 
 def run_counts(records) -> dict[str, int]:
     """{"total": n, "ok": n, "failed": n, "cancelled": n, ...} over every record."""
-    counts = Counter(str(r.get("status")) for r in records)
+    counts = Counter(str(r.status) for r in records)
     return {"total": len(records), **{k: counts.get(k, 0) for k in ("ok", "failed", "cancelled")}, **counts}
 
 
 def date_range(records) -> tuple[str | None, str | None]:
     """(earliest, latest) created_at as stored (ISO strings sort in time order)."""
-    stamps = sorted(str(r["created_at"]) for r in records if r.get("created_at"))
+    stamps = sorted(str(r.created_at) for r in records if r.created_at)
     return (stamps[0], stamps[-1]) if stamps else (None, None)
 
 
 def _distinct(records, key: str) -> str:
     """Distinct env[key] values; several get their run counts: "2.5.1 (8 runs), 2.6.0 (1 run)"."""
-    counts = Counter(
-        str((r.get("env") or {}).get(key)) for r in records if (r.get("env") or {}).get(key) is not None
-    )
+    counts = Counter(str(r.env.get(key)) for r in records if r.env and r.env.get(key) is not None)
     if not counts:
         return "–"
     if len(counts) == 1:
@@ -87,31 +87,24 @@ def data_uses(records) -> list[DataUse]:
     """Distinct (dataset, model, sizes, source, notes) over ok runs, with the methods that used each."""
     uses: dict[tuple, DataUse] = {}
     for r in ok_records(records):
-        d = r.get("data") or {}
-        names = [str(x) for x in (d.get("label_names") or [])]
+        d = r.data or Data()
+        names = [str(x) for x in (d.label_names or [])]
         labels = ", ".join(names[:12]) + (f", … ({len(names)} in all)" if len(names) > 12 else "")
-        key = (
-            r.get("dataset"),
-            r.get("model"),
-            d.get("train_size"),
-            d.get("eval_size"),
-            d.get("source"),
-            d.get("notes"),
-        )
+        key = (r.dataset, r.model, d.train_size, d.eval_size, d.source, d.notes)
         if key not in uses:
             uses[key] = DataUse(
-                dataset=str(r.get("dataset")),
-                model=str(r.get("model")),
-                task=r.get("task"),
-                train_size=d.get("train_size"),
-                eval_size=d.get("eval_size"),
-                num_labels=d.get("num_labels"),
+                dataset=str(r.dataset),
+                model=str(r.model),
+                task=r.task,
+                train_size=d.train_size,
+                eval_size=d.eval_size,
+                num_labels=d.num_labels,
                 labels=labels,
-                source=str(d.get("source") or ""),
-                notes=str(d.get("notes") or ""),
+                source=str(d.source or ""),
+                notes=str(d.notes or ""),
             )
-        if str(r.get("method")) not in uses[key].methods:
-            uses[key].methods.append(str(r.get("method")))
+        if r.label not in uses[key].methods:
+            uses[key].methods.append(r.label)
     return sorted(uses.values(), key=lambda u: (u.dataset, u.model, str(u.train_size)))
 
 
@@ -127,19 +120,19 @@ def _flat(config: dict, prefix: str = "") -> dict:
 
 
 def settings(records) -> list[tuple[str, str, str, str]]:
-    """[(dataset, model, method, "epochs=3 lr=0.001 …")] from the first ok run of each configuration."""
-    first: dict[tuple, dict] = {}
-    for r in sorted(ok_records(records), key=lambda r: str(r.get("created_at") or "")):
-        first.setdefault((str(r.get("dataset")), str(r.get("model")), str(r.get("method"))), r)
+    """[(dataset, model, label, "epochs=3 lr=0.001 …")] from the first ok run of each experiment (config.identity)."""
+    first: dict[tuple, Record] = {}
+    for r in sorted(ok_records(records), key=lambda r: str(r.created_at or "")):
+        first.setdefault((str(r.dataset), str(r.model), r.identity), r)
     out = []
-    for (dataset, model, method), r in sorted(first.items()):
-        flat = _flat(r.get("config") or {})
+    for (dataset, model, _), r in sorted(first.items(), key=lambda kv: (*kv[0][:2], kv[1].label)):
+        flat = _flat(identity(r.settings))
         text = " ".join(
             f"{k}={json.dumps(v, default=str)}"
             for k, v in flat.items()
             if k not in _NOT_SETTINGS and v is not None
         )
-        out.append((dataset, model, method, text))
+        out.append((dataset, model, r.label, text))
     return out
 
 
@@ -161,53 +154,38 @@ class Breakdown:
     problems: list[str]  # one line per disagreement, with both numbers
 
 
-def _problems(p: dict, components: list[dict]) -> list[str]:
+def _problems(p: Params, components: list[dict]) -> list[str]:
     """Every disagreement between predicted and measured counts, as "what: predicted X ≠ measured Y (±d)"."""
     out = []
-    pairs = (("trainable", "predicted_trainable"), ("total", "predicted_total"))
-    for measured, predicted in pairs:
-        if is_num(p.get(measured)) and is_num(p.get(predicted)) and int(p[measured]) != int(p[predicted]):
-            d = int(p[predicted]) - int(p[measured])
-            out.append(
-                f"{measured}: predicted {fmt_int(p[predicted])} ≠ measured {fmt_int(p[measured])} ({d:+,})"
-            )
-    for col, measured in (("params", "total"), ("trainable", "trainable")):
-        vals = [c.get(col) for c in components]
-        if components and all(is_num(v) for v in vals) and is_num(p.get(measured)):
+    for what, (measured, predicted) in zip(("trainable", "total"), count_pairs(p)):
+        if is_num(measured) and is_num(predicted) and int(measured) != int(predicted):
+            d = int(predicted) - int(measured)
+            out.append(f"{what}: predicted {fmt_int(predicted)} ≠ measured {fmt_int(measured)} ({d:+,})")
+    for col, what, measured in (("params", "total", p.total), ("trainable", "trainable", p.trainable)):
+        vals = [c.get(col) for c in components]  # breakdown lines: {"component", "params", "trainable", ...}
+        if components and all(is_num(v) for v in vals) and is_num(measured):
             s = int(sum(vals))
-            if s != int(p[measured]):
+            if s != int(measured):
                 out.append(
-                    f"sum of component {col}: {fmt_int(s)} ≠ measured {measured} {fmt_int(p[measured])} ({s - int(p[measured]):+,})"
+                    f"sum of component {col}: {fmt_int(s)} ≠ measured {what} {fmt_int(measured)} ({s - int(measured):+,})"
                 )
-    if p.get("match") is False and not out:
+    if p.match is False and not out:
         out.append("the run recorded match = false")
     return out
 
 
 def breakdowns(records) -> list[Breakdown]:
-    """Per (model, method): the first ok run's breakdown for each dataset, identical ones merged, mismatches first."""
-    first: dict[tuple, dict] = {}
-    for r in sorted(ok_records(records), key=lambda r: str(r.get("created_at") or "")):
-        first.setdefault((str(r.get("model")), str(r.get("method")), str(r.get("dataset"))), r)
+    """Per (model, configuration): the first ok run's breakdown for each dataset, identical ones merged, mismatches
+    first."""
+    first: dict[tuple, Record] = {}
+    for r in sorted(ok_records(records), key=lambda r: str(r.created_at or "")):
+        first.setdefault((str(r.model), r.label, str(r.dataset)), r)
     merged: dict[tuple, Breakdown] = {}
     for (model, method, dataset), r in sorted(first.items()):
-        p = r.get("params") or {}
-        components = [c for c in (p.get("breakdown") or []) if isinstance(c, dict)]
-        sig = (
-            model,
-            method,
-            json.dumps(
-                [
-                    components,
-                    *[
-                        p.get(k)
-                        for k in ("trainable", "total", "predicted_trainable", "predicted_total", "match")
-                    ],
-                ],
-                sort_keys=True,
-                default=str,
-            ),
-        )
+        p = r.params or Params()
+        components = [c for c in (p.breakdown or []) if isinstance(c, dict)]
+        counts = [p.trainable, p.total, p.predicted_trainable, p.predicted_total, p.match]
+        sig = (model, method, json.dumps([components, *counts], sort_keys=True, default=str))
         if sig in merged:
             merged[sig].datasets.append(dataset)
             continue
@@ -218,10 +196,10 @@ def breakdowns(records) -> list[Breakdown]:
             method=method,
             datasets=[dataset],
             components=components,
-            trainable=p.get("trainable"),
-            total=p.get("total"),
-            predicted_trainable=p.get("predicted_trainable"),
-            predicted_total=p.get("predicted_total"),
+            trainable=p.trainable,
+            total=p.total,
+            predicted_trainable=p.predicted_trainable,
+            predicted_total=p.predicted_total,
             verdict=False if problems else verdict,
             problems=problems,
         )
@@ -232,14 +210,14 @@ def failures(records) -> list[dict]:
     """Failed and cancelled runs, oldest first, as flat dicts for a table (error text kept whole)."""
     return [
         {
-            "run_id": str(r.get("run_id") or ""),
-            "status": str(r.get("status") or ""),
-            "created_at": str(r.get("created_at") or ""),
-            "dataset": str(r.get("dataset") or ""),
-            "model": str(r.get("model") or ""),
-            "method": str(r.get("method") or ""),
-            "seed": "" if r.get("seed") is None else str(r.get("seed")),
-            "error": str(r.get("error") or "(no error recorded)"),
+            "run_id": str(r.run_id or ""),
+            "status": str(r.status or ""),
+            "created_at": str(r.created_at or ""),
+            "dataset": str(r.dataset or ""),
+            "model": str(r.model or ""),
+            "method": r.label if r.method else "",
+            "seed": "" if r.seed is None else str(r.seed),
+            "error": str(r.error or "(no error recorded)"),
         }
         for r in failed_records(records)
     ]

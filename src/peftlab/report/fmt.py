@@ -97,8 +97,8 @@ def fmt_p(p) -> str:
 
 
 def config_label(row: dict, with_model: bool) -> str:
-    """How a summary row is named in prose and plots: "lora", or "lora (bert-tiny)" when a dataset has several models."""
-    return f"{row['method']} ({row['model']})" if with_model else str(row["method"])
+    """How a summary row is named in prose and plots: "lora r=4", or "lora r=4 (bert-tiny)" when a dataset has several models."""
+    return f"{row['label']} ({row['model']})" if with_model else str(row["label"])
 
 
 def several_models(rows: list[dict]) -> bool:

@@ -149,7 +149,7 @@ def _leaderboard(rows: list[dict]) -> str:
             trainable = f"<td class=num>{_e(fmt_count(r.get('trainable_params')))}{ok}{pct}</td>"
         cells = [
             f"<td class=num>{rank}</td>",
-            f"<td class=name>{_e(r['method'])}</td>",
+            f"<td class=name>{_e(r['label'])}</td>",
             f"<td class=name>{_e(r['model'])}</td>",
             f"<td class=num>{_e(r['n_seeds'])}</td>",
             f"<td class=num>{_ci(fmt_acc(r['accuracy_mean']), r['accuracy_ci95'])}</td>",
@@ -350,9 +350,11 @@ def render_html(r: ReportData) -> str:
     ]
     c = r.counts
     n_models, n_methods = len({x["model"] for x in r.rows}), len({x["method"] for x in r.rows})
+    n_configs = len({x["label"] for x in r.rows})
+    configs = f" ({plural(n_configs, 'configuration')})" if n_configs > n_methods else ""
     lead = (
         f"{plural(c['ok'], 'successful run')} over {plural(len(by_ds), 'dataset')}, {plural(n_models, 'model')} and "
-        f"{plural(n_methods, 'method')}; {c['total'] - c['ok']} failed or cancelled."
+        f"{plural(n_methods, 'method')}{configs}; {c['total'] - c['ok']} failed or cancelled."
     )
     single = [x for x in r.rows if x["n_seeds"] < 2]
     note = _e(method_note())

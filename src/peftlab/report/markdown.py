@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from peftlab.report.aggregate import rows_by_dataset
 from peftlab.report.compare import method_note
+from peftlab.report.content import Breakdown
 from peftlab.report.fmt import (
     config_label,
     fmt_acc,
@@ -61,7 +62,7 @@ def _leaderboard(rows: list[dict]) -> str:
         pareto = ", ".join(k for k in ("params", "time") if r.get(f"pareto_{k}"))
         cells = [
             str(rank),
-            md_escape(r["method"]),
+            md_escape(r["label"]),
             md_escape(r["model"]),
             str(r["n_seeds"]),
             fmt_mean_ci(r["accuracy_mean"], r["accuracy_ci95"], r["n_seeds"]),
@@ -82,50 +83,83 @@ def _leaderboard(rows: list[dict]) -> str:
     return md_table(headers, body, right={0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
 
 
-def render_markdown(r: ReportData, plot_paths: dict[tuple[str, str], str]) -> str:
-    """The whole report as Markdown text."""
+def _intro(r: ReportData, n_datasets: int) -> list[str]:
+    """The title, the run counts and the method note: the report's opening lines."""
     c = r.counts
-    by_ds = rows_by_dataset(r.rows)
-    out = [
+    return [
         f"# {md_escape(r.title)}",
         "",
-        f"{plural(c['ok'], 'successful run')} over {plural(len(by_ds), 'dataset')}; {c['total'] - c['ok']} failed or cancelled. "
+        f"{plural(c['ok'], 'successful run')} over {plural(n_datasets, 'dataset')}; {c['total'] - c['ok']} failed or cancelled. "
         f"Report written {r.generated_at}. Plots are embedded in report.html and saved next to this file.",
         "",
         f"> {method_note()}",
     ]
-    for dataset, rows in by_ds.items():
-        first = rows[0]
-        out += [
+
+
+def _dataset_section(
+    r: ReportData, dataset: str, rows: list[dict], plot_paths: dict[tuple[str, str], str]
+) -> list[str]:
+    """Lines of one dataset's section: heading, sizes, leaderboard, mixed-config warnings, written comparison, plots."""
+    first = rows[0]
+    out = [
+        "",
+        f"## {md_escape(dataset)}",
+        "",
+        f"{md_escape(first.get('task') or 'task ?')} · train {fmt_int(first.get('train_size'))} / eval "
+        f"{fmt_int(first.get('eval_size'))} examples · {len(rows)} configurations · "
+        f"{sum(x['n_seeds'] for x in rows)} successful runs",
+        "",
+        _leaderboard(rows),
+        "",
+    ]
+    label = several_models(rows)
+    for x in rows:
+        for key, values in (x.get("mixed_config") or {}).items():
+            out.append(
+                f"**Warning:** {md_escape(config_label(x, label))} mixes runs with different {md_escape(key)} "
+                f"({md_escape(', '.join(values))}).  "
+            )
+    out += ["### Written comparison", ""]
+    out += [f"{i}. {md_escape(s)}" for i, s in enumerate(r.comparison.get(dataset, []), 1)]
+    plots = r.plots.get(dataset, [])
+    if plots:
+        out += ["", "### Trade-offs and seed spread", ""]
+        for p in plots:
+            path = plot_paths.get((dataset, p.name))
+            if path:
+                out += [f"![{md_escape(dataset)}: {md_escape(p.title)}]({path})", ""]
+            out += [f"*{md_escape(p.title)}.* {md_escape(p.caption)}", ""]
+    return out
+
+
+def _breakdown_table(b: Breakdown) -> str:
+    """One parameter breakdown as a pipe table: a row per component, then predicted / measured totals."""
+    body = [
+        [
+            md_escape(x.get("component")),
+            fmt_int(x.get("params")),
+            fmt_int(x.get("trainable")),
+            md_escape(x.get("formula") or ""),
+        ]
+        for x in b.components
+    ]
+    body.append(
+        [
+            "**trainable: predicted / measured**",
+            f"{fmt_int(b.predicted_trainable)} / {fmt_int(b.trainable)}",
             "",
-            f"## {md_escape(dataset)}",
-            "",
-            f"{md_escape(first.get('task') or 'task ?')} · train {fmt_int(first.get('train_size'))} / eval "
-            f"{fmt_int(first.get('eval_size'))} examples · {len(rows)} configurations · "
-            f"{sum(x['n_seeds'] for x in rows)} successful runs",
-            "",
-            _leaderboard(rows),
             "",
         ]
-        label = several_models(rows)
-        for x in rows:
-            for key, values in (x.get("mixed_config") or {}).items():
-                out.append(
-                    f"**Warning:** {md_escape(config_label(x, label))} mixes runs with different {md_escape(key)} "
-                    f"({md_escape(', '.join(values))}).  "
-                )
-        out += ["### Written comparison", ""]
-        out += [f"{i}. {md_escape(s)}" for i, s in enumerate(r.comparison.get(dataset, []), 1)]
-        plots = r.plots.get(dataset, [])
-        if plots:
-            out += ["", "### Trade-offs and seed spread", ""]
-            for p in plots:
-                path = plot_paths.get((dataset, p.name))
-                if path:
-                    out += [f"![{md_escape(dataset)}: {md_escape(p.title)}]({path})", ""]
-                out += [f"*{md_escape(p.title)}.* {md_escape(p.caption)}", ""]
+    )
+    body.append(
+        ["**total: predicted / measured**", f"{fmt_int(b.predicted_total)} / {fmt_int(b.total)}", "", ""]
+    )
+    return md_table(["component", "params", "trainable", "formula"], body, right={1, 2})
 
-    out += ["", "## Parameters: predicted vs measured", ""]
+
+def _parameters_section(r: ReportData) -> list[str]:
+    """Lines of the "Parameters: predicted vs measured" section: per (method, model) a verdict and a table."""
+    out = ["", "## Parameters: predicted vs measured", ""]
     if not r.breakdowns:
         out.append("No successful run recorded a parameter breakdown.")
     for b in r.breakdowns:
@@ -133,29 +167,13 @@ def render_markdown(r: ReportData, plot_paths: dict[tuple[str, str], str]) -> st
         out += ["", f"### {md_escape(b.method)} · {md_escape(b.model)} — {mark}", ""]
         out.append(f"Datasets: {md_escape(', '.join(b.datasets))}.")
         out += [f"- **{md_escape(p)}**" for p in b.problems]
-        body = [
-            [
-                md_escape(x.get("component")),
-                fmt_int(x.get("params")),
-                fmt_int(x.get("trainable")),
-                md_escape(x.get("formula") or ""),
-            ]
-            for x in b.components
-        ]
-        body.append(
-            [
-                "**trainable: predicted / measured**",
-                f"{fmt_int(b.predicted_trainable)} / {fmt_int(b.trainable)}",
-                "",
-                "",
-            ]
-        )
-        body.append(
-            ["**total: predicted / measured**", f"{fmt_int(b.predicted_total)} / {fmt_int(b.total)}", "", ""]
-        )
-        out += ["", md_table(["component", "params", "trainable", "formula"], body, right={1, 2})]
+        out += ["", _breakdown_table(b)]
+    return out
 
-    out += ["", "## Data used", ""]
+
+def _data_section(r: ReportData) -> list[str]:
+    """Lines of the "Data used" section: the data table, then the run settings table if any were recorded."""
+    out = ["", "## Data used", ""]
     body = [
         [
             md_escape(u.dataset),
@@ -188,38 +206,56 @@ def render_markdown(r: ReportData, plot_paths: dict[tuple[str, str], str]) -> st
                 ],
             )
         )
+    return out
 
-    out += ["", "## Failed and cancelled runs", ""]
+
+def _failures_section(r: ReportData) -> list[str]:
+    """Lines of the "Failed and cancelled runs" section: a sentence, and a table of them if there are any."""
+    out = ["", "## Failed and cancelled runs", ""]
     if not r.failures:
         out.append("None: every recorded run finished.")
-    else:
-        n = len(r.failures)
-        out.append(
-            f"{plural(n, 'run')} did not finish; {'it is' if n == 1 else 'they are'} left out of every number above."
+        return out
+    n = len(r.failures)
+    out.append(
+        f"{plural(n, 'run')} did not finish; {'it is' if n == 1 else 'they are'} left out of every number above."
+    )
+    out.append("")
+    body = [
+        [md_escape(f[k]) for k in ("status", "dataset", "model", "method", "seed", "run_id", "created_at")]
+        + [md_escape(f["error"][-400:])]
+        for f in r.failures
+    ]
+    out.append(
+        md_table(
+            ["status", "dataset", "model", "method", "seed", "run", "created", "error (last 400 chars)"],
+            body,
         )
-        out.append("")
-        body = [
-            [
-                md_escape(f[k])
-                for k in ("status", "dataset", "model", "method", "seed", "run_id", "created_at")
-            ]
-            + [md_escape(f["error"][-400:])]
-            for f in r.failures
-        ]
-        out.append(
-            md_table(
-                ["status", "dataset", "model", "method", "seed", "run", "created", "error (last 400 chars)"],
-                body,
-            )
-        )
+    )
+    return out
 
+
+def _environment_section(r: ReportData) -> list[str]:
+    """Lines of the "Environment" section: run counts, date range and the environment table."""
+    c = r.counts
     dates = f"{r.dates[0]} → {r.dates[1]}" if r.dates[0] else "no dates recorded"
-    out += [
+    return [
         "",
         "## Environment",
         "",
         f"{c['total']} runs ({c['ok']} ok, {c['failed']} failed, {c['cancelled']} cancelled); {dates}.",
         "",
+        md_table(["", "value"], [[f"**{md_escape(k)}**", md_escape(v)] for k, v in r.environment]),
     ]
-    out.append(md_table(["", "value"], [[f"**{md_escape(k)}**", md_escape(v)] for k, v in r.environment]))
+
+
+def render_markdown(r: ReportData, plot_paths: dict[tuple[str, str], str]) -> str:
+    """The whole report as Markdown text."""
+    by_ds = rows_by_dataset(r.rows)
+    out = _intro(r, len(by_ds))
+    for dataset, rows in by_ds.items():
+        out += _dataset_section(r, dataset, rows, plot_paths)
+    out += _parameters_section(r)
+    out += _data_section(r)
+    out += _failures_section(r)
+    out += _environment_section(r)
     return "\n".join(out) + "\n"

@@ -29,9 +29,7 @@ def front_rows(rows: list[dict], x_key: str, y_key: str) -> set[int]:
     Indices refer to `rows`; the report's tables and plots both use this, so they mark the same points.
     """
     keep = [
-        i
-        for i, r in enumerate(rows)
-        if r.get("method") != "baseline" and _has(r, x_key, y_key) and r[x_key] > 0
+        i for i, r in enumerate(rows) if r.get("trained", True) and _has(r, x_key, y_key) and r[x_key] > 0
     ]
     return {keep[j] for j in pareto_front([rows[i] for i in keep], x_key, y_key)}
 

@@ -16,23 +16,6 @@ from matplotlib.lines import Line2D
 from peftlab.report.fmt import config_label, is_num, several_models
 from peftlab.report.pareto import front_rows
 
-# methods in the order a reader thinks of them (cheap -> expensive); others follow alphabetically
-METHOD_ORDER = (
-    "baseline",
-    "head",
-    "bitfit",
-    "ia3",
-    "prompt",
-    "prefix",
-    "vera",
-    "lora",
-    "dora",
-    "adalora",
-    "loha",
-    "lokr",
-    "last-layer",
-    "full",
-)
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -76,11 +59,14 @@ class Plot:
         return base64.b64decode(self.png_b64)
 
 
-def method_colors(methods) -> dict[str, str]:
-    """A fixed colour per method name, stable across every plot of a report."""
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    ordered = sorted(set(methods), key=lambda m: (rank.get(m, len(METHOD_ORDER)), m))
-    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(ordered)}
+def method_colors(rows: list[dict]) -> dict[str, str]:
+    """A fixed colour per configuration label, stable across every plot of a report; labels are ordered as the method
+    registry lists methods (cheap -> expensive), then by name."""
+    from peftlab.methods import REGISTRY
+
+    rank = {m: i for i, m in enumerate(REGISTRY)}
+    ordered = sorted({(rank.get(r["method"], len(rank)), r["label"]) for r in rows})
+    return {label: PALETTE[i % len(PALETTE)] for i, (_, label) in enumerate(ordered)}
 
 
 def _markers(rows: list[dict]) -> dict[str, str]:
@@ -131,35 +117,25 @@ def _place_labels(fig: Figure, ax, items: list[tuple[float, float, str]]) -> Non
         placed.append(chosen)
 
 
-def tradeoff_plot(
-    rows: list[dict], x_key: str, cost: str, unit: str, colors: dict[str, str], *, err_key: str | None = None
-) -> Plot | None:
-    """Accuracy (mean ± CI95) against a cost, Pareto front drawn; None if no trained row has a positive cost.
-
-    x is logarithmic when the costs span 10× or more. The untrained baseline method is no trade-off (and has zero
-    cost on a log axis): the caption names it, and each model's untrained accuracy is a dotted line instead.
-    """
-    pts = [
+def _tradeoff_points(rows: list[dict], x_key: str) -> list[dict]:
+    """The rows a trade-off plot draws: trained, with a positive cost under x_key and a mean accuracy."""
+    return [
         r
         for r in rows
-        if r["method"] != "baseline"
-        and is_num(r.get(x_key))
-        and r[x_key] > 0
-        and is_num(r.get("accuracy_mean"))
+        if r["trained"] and is_num(r.get(x_key)) and r[x_key] > 0 and is_num(r.get("accuracy_mean"))
     ]
-    if not pts:
-        return None
-    with_model = several_models(rows)
-    markers = _markers(rows)
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+
+
+def _draw_points(
+    ax, pts: list[dict], x_key: str, colors: dict[str, str], markers: dict[str, str], err_key: str | None
+) -> None:
+    """One marker per configuration at (cost, mean accuracy), y bars the CI95 half-width, x bars err_key if given."""
     for r in pts:
         yerr = r["accuracy_ci95"] if is_num(r.get("accuracy_ci95")) else 0.0
         xerr = r.get(err_key) if err_key and is_num(r.get(err_key)) else None
         if xerr is not None:
             xerr = min(xerr, 0.95 * r[x_key])  # keep the bar's left end above zero (log axis)
-        color = colors[r["method"]]
+        color = colors[r["label"]]
         ax.errorbar(
             r[x_key],
             r["accuracy_mean"],
@@ -171,12 +147,22 @@ def tradeoff_plot(
             color=color,
             zorder=3,
         )
+
+
+def _draw_front(ax, pts: list[dict], x_key: str) -> None:
+    """The Pareto front (low cost, high accuracy) as a dashed line through ringed points, in cost order."""
     front = sorted((pts[i] for i in front_rows(pts, x_key, "accuracy_mean")), key=lambda r: r[x_key])
     fx, fy = [r[x_key] for r in front], [r["accuracy_mean"] for r in front]
     ax.plot(fx, fy, "--", color="0.25", lw=1.2, zorder=2, label="Pareto front")
     ax.scatter(fx, fy, s=190, facecolors="none", edgecolors="0.1", lw=1.5, zorder=4)
 
-    # y range from the points and their CIs; an untrained line far below would squash them, so it is named instead
+
+def _set_y_range(ax, rows: list[dict], pts: list[dict], with_model: bool) -> list[str]:
+    """Set the y range and draw each model's untrained accuracy as a dotted line where it fits.
+
+    The range comes from the points and their CIs; an untrained line far below would squash them, so it is left
+    out. Returns those left out as "untrained baseline 0.100" texts for the caption.
+    """
     half = [r["accuracy_ci95"] if is_num(r.get("accuracy_ci95")) else 0.0 for r in pts]
     lows = [r["accuracy_mean"] - h for r, h in zip(pts, half)]
     highs = [r["accuracy_mean"] + h for r, h in zip(pts, half)]
@@ -199,7 +185,13 @@ def tradeoff_plot(
         else:
             off_axis.append(f"{label} {level:.3f}")
     ax.set_ylim(y_lo, min(y_hi, 1.0 + pad))
+    return off_axis
 
+
+def _set_axes(
+    ax, pts: list[dict], x_key: str, cost: str, unit: str, markers: dict[str, str], with_model: bool
+) -> None:
+    """x scale (log over 10× or more), axis labels, grid, and the legend (plus one marker entry per model)."""
     xs = [r[x_key] for r in pts]
     log = max(xs) / min(xs) >= 10  # a log axis only pays off over an order of magnitude or more
     if log:
@@ -214,8 +206,12 @@ def tradeoff_plot(
             Line2D([], [], ls="", marker=mk, color="0.35", label=model) for model, mk in markers.items()
         ]
     ax.legend(handles=handles, fontsize=8, loc="best")
-    _place_labels(fig, ax, [(r[x_key], r["accuracy_mean"], config_label(r, with_model)) for r in pts])
 
+
+def _tradeoff_caption(
+    rows: list[dict], pts: list[dict], cost: str, off_axis: list[str], with_model: bool
+) -> str:
+    """The caption: how many points, what the rings mean, untrained lines below the range, rows not drawn."""
     skipped = [config_label(r, with_model) for r in rows if r not in pts]
     caption = (
         f"{len(pts)} configurations; ringed points are on the Pareto front (lower cost, higher accuracy)."
@@ -224,17 +220,38 @@ def tradeoff_plot(
         caption += f" Below the plotted range: {', '.join(off_axis)}."
     if skipped:
         caption += f" Not drawn (untrained, or no {cost} recorded): {', '.join(skipped)}."
+    return caption
+
+
+def tradeoff_plot(
+    rows: list[dict], x_key: str, cost: str, unit: str, colors: dict[str, str], *, err_key: str | None = None
+) -> Plot | None:
+    """Accuracy (mean ± CI95) against a cost, Pareto front drawn; None if no trained row has a positive cost.
+
+    x is logarithmic when the costs span 10× or more. The untrained baseline method is no trade-off (and has zero
+    cost on a log axis): the caption names it, and each model's untrained accuracy is a dotted line instead.
+    """
+    pts = _tradeoff_points(rows, x_key)
+    if not pts:
+        return None
+    with_model = several_models(rows)
+    markers = _markers(rows)
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    _draw_points(ax, pts, x_key, colors, markers, err_key)
+    _draw_front(ax, pts, x_key)
+    off_axis = _set_y_range(ax, rows, pts, with_model)
+    _set_axes(ax, pts, x_key, cost, unit, markers, with_model)
+    _place_labels(fig, ax, [(r[x_key], r["accuracy_mean"], config_label(r, with_model)) for r in pts])
+    caption = _tradeoff_caption(rows, pts, cost, off_axis, with_model)
     name = x_key.removesuffix("_mean")
     return Plot(name=name, title=f"accuracy vs {cost}", caption=caption, png_b64=to_base64_png(fig))
 
 
 def seed_spread_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
     """Per-seed accuracy per trained configuration (dots), mean (bar), 95% CI (whisker); None if nothing to draw."""
-    drawn = [
-        r
-        for r in rows
-        if r["method"] != "baseline" and any(is_num(a) for a in r.get("accuracy_per_seed") or [])
-    ]
+    drawn = [r for r in rows if r["trained"] and any(is_num(a) for a in r.get("accuracy_per_seed") or [])]
     if not drawn:
         return None
     with_model = several_models(rows)
@@ -251,7 +268,7 @@ def seed_spread_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
             accs,
             s=30,
             marker=markers[r["model"]],
-            color=colors[r["method"]],
+            color=colors[r["label"]],
             alpha=0.85,
             zorder=3,
         )
@@ -262,7 +279,7 @@ def seed_spread_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
             )
     ax.set_xticks(range(len(drawn)))
     labels = [
-        f"{r['method']}\n{r['model']}\nn={r['n_seeds']}" if with_model else f"{r['method']}\nn={r['n_seeds']}"
+        f"{r['label']}\n{r['model']}\nn={r['n_seeds']}" if with_model else f"{r['label']}\nn={r['n_seeds']}"
         for r in drawn
     ]
     ax.set_xticklabels(labels, fontsize=8)
@@ -282,7 +299,7 @@ def seed_spread_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
 
 def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> list[Plot]:
     """All figures for one dataset's summary rows (best first); figures with nothing to draw are left out."""
-    colors = colors or method_colors(r["method"] for r in rows)
+    colors = colors or method_colors(rows)
     plots = [
         tradeoff_plot(rows, "trainable_params", "trainable parameters", "", colors),
         tradeoff_plot(rows, "train_s_mean", "train time", "s", colors, err_key="train_s_ci95"),

@@ -52,7 +52,7 @@ def leaderboard_text(rows: list[dict]) -> str:
             cells.append(
                 (
                     str(rank),
-                    str(r["method"]),
+                    str(r["label"]),
                     str(r["model"]),
                     str(r["n_seeds"]),
                     fmt_mean_ci(r["accuracy_mean"], r["accuracy_ci95"], r["n_seeds"]),

@@ -11,6 +11,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+from peftlab.record import Record, as_record
 from peftlab.report import content
 from peftlab.report.aggregate import METRICS, rows_by_dataset, summarize
 from peftlab.report.compare import compare_all, method_note
@@ -24,6 +25,7 @@ CSV_COLUMNS = [
     "dataset",
     "model",
     "method",
+    "label",
     "task",
     "n_seeds",
     "n_runs",
@@ -40,7 +42,7 @@ CSV_COLUMNS += [
     "trainable_pct",
 ]
 CSV_COLUMNS += ["predicted_trainable", "predicted_total", "params_match", "pareto_params", "pareto_time"]
-CSV_COLUMNS += ["train_size", "eval_size", "num_labels", "seeds", "accuracy_per_seed", "run_ids"]
+CSV_COLUMNS += ["train_size", "eval_size", "num_labels", "seeds", "accuracy_per_seed", "run_ids", "identity"]
 
 
 def _clean(x):
@@ -84,11 +86,11 @@ def write_report(records, out_dir: Path, *, title: str = "peftlab comparison") -
 
     Returns {"report": html path, "markdown": md path, "csv": ..., "json": ..., "summary": summary rows}.
     """
-    records = [r for r in records if isinstance(r, dict)]
+    records = [as_record(r) for r in records if isinstance(r, (dict, Record))]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarize(records)
-    colors = method_colors(r["method"] for r in rows)
+    colors = method_colors(rows)
     plots = {d: dataset_plots(mine, colors) for d, mine in rows_by_dataset(rows).items()}
     data = ReportData(
         title=title,

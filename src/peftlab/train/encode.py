@@ -78,17 +78,25 @@ def eval_batches(enc: Encoded, batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def size_kwargs(processor, image_size: int | None) -> dict:
+    """--image-size S as an image processor's arguments: resize (shortest edge or square, as the processor does it)
+    and crop to S; {} keeps the processor's own size."""
+    if image_size is None:
+        return {}
+    size = getattr(processor, "size", None) or {}
+    out = {
+        "size": {"shortest_edge": image_size}
+        if "shortest_edge" in size
+        else {"height": image_size, "width": image_size}
+    }
+    if getattr(processor, "crop_size", None):
+        out["crop_size"] = {"height": image_size, "width": image_size}
+    return out
+
+
 def _image_tensor(images: list, processor, image_size: int | None) -> torch.Tensor:
     """PIL images -> (N, 3, S, S) float32 through the model's own image processor (resize, crop, rescale, normalise)."""
-    kwargs = {}
-    if image_size is not None:
-        size = getattr(processor, "size", None) or {}
-        if "shortest_edge" in size:
-            kwargs["size"] = {"shortest_edge": image_size}
-        else:
-            kwargs["size"] = {"height": image_size, "width": image_size}
-        if getattr(processor, "crop_size", None):
-            kwargs["crop_size"] = {"height": image_size, "width": image_size}
+    kwargs = size_kwargs(processor, image_size)
     chunks = []
     for start in range(0, len(images), 256):  # bounded peak memory while converting
         batch = processor(images=images[start : start + 256], return_tensors="pt", **kwargs)

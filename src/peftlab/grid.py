@@ -11,12 +11,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from peftlab.config import FIELDS, RunConfig, coerce, from_dict, is_vqa_dataset, load_yaml, validate
+from peftlab import config
+from peftlab.config import FIELDS, RunConfig, coerce_setting, identity_hash, load_yaml
 from peftlab.errors import BadInput
 from peftlab.store import Store
 
 DEFAULT_METHODS = ["baseline", "head", "last-layer", "lora", "full"]
-GRID_KEYS = {"models", "datasets", "methods", "seeds", "experiments", "fusions", "title"}
+GRID_KEYS = {"models", "datasets", "methods", "seeds", "experiments", "fusions", "title", "method_settings"}
 
 # The default comparison on the packaged zoo (`make demo`): subsets sized so that 2 experiments x 5 methods x 3 seeds
 # finish in well under 15 minutes on 2 CPU cores; the report states these sizes.
@@ -53,6 +54,10 @@ def _seeds(value) -> list[int]:
         return list(range(value))
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            raise BadInput(
+                f"--seeds {value!r}: the list is empty; give a number of seeds or a list of integers"
+            )
         try:
             nums = [int(p) for p in parts]
         except ValueError:
@@ -63,23 +68,87 @@ def _seeds(value) -> list[int]:
     return [int(v) for v in value]
 
 
-def _list(value) -> list[str] | None:
+def _list(value, key: str) -> list | None:
+    """A grid axis: None = not given; "a,b" or a YAML list -> its entries; an axis given empty is bad input."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    items = [v for v in items if v not in ("", None)]
+    if not items:
+        raise BadInput(f"--{key} {value!r}: the list is empty; name at least one, or leave the flag out")
+    return items
+
+
+def method_variant(entry, per_method: dict) -> dict:
+    """One entry of `methods` -> the settings of that variant, knobs as flat keys.
+
+    "lora" | "lora:r=4:alpha=8" (command line) | {method: lora, r: 4, label: "lora r4"} (YAML). Knob names may be
+    given bare (r) or with the method's prefix (lora_r); run settings (lr, epochs, label, ...) apply to this variant.
+    """
+    from peftlab.methods import REGISTRY
+
+    if isinstance(entry, str):
+        name, *pairs = [p.strip() for p in entry.split(":")]
+        entry = {"method": name}
+        for pair in pairs:
+            if "=" not in pair:
+                raise BadInput(f"--methods {name}:{pair}: write knobs as name=value, e.g. lora:r=4:alpha=8")
+            k, v = pair.split("=", 1)
+            entry[k.strip()] = v.strip()
+    if not isinstance(entry, dict) or not entry.get("method"):
+        raise BadInput(
+            f"compare: a `methods` entry must be a name or a mapping with `method:`, got {entry!r}"
+        )
+    name = str(entry["method"])
+    if name not in REGISTRY:
+        raise BadInput(f"--methods {name!r}: unknown method; choose from {', '.join(REGISTRY)}")
+    prefix = REGISTRY[name].prefix
+    out = {"method": name, **(per_method.get(name) or {})}
+    for k, v in entry.items():
+        key = str(k).replace("-", "_")
+        if key == "method":
+            continue
+        out[key if key in FIELDS or key.startswith(prefix + "_") else f"{prefix}_{key}"] = v
+    return out
+
+
+def _variants(base: dict, suite: dict, task: str) -> list[dict]:
+    """The method variants one experiment runs: those of `methods` that support its task (the others are skipped
+    with a note), each crossed with `fusions` for VQA."""
+    from peftlab.methods import REGISTRY
+    from peftlab.tasks import TASKS
+
+    given = _list(suite.get("methods"), "methods")
+    entries = given or (DEFAULT_METHODS if task != "vqa" else [TASKS[task].default_method])
+    variants = [method_variant(e, suite.get("method_settings") or {}) for e in entries]
+    runnable = [v for v in variants if task in REGISTRY[v["method"]].tasks]
+    skipped = sorted({v["method"] for v in variants} - {v["method"] for v in runnable})
+    if skipped and given:
+        print(f"[peftlab] {base.get('dataset')}: {', '.join(skipped)} skipped (not available for {task})",
+              file=sys.stderr)  # fmt: skip
+    if not runnable:
+        raise BadInput(f"compare: none of the methods runs on {task} ({base.get('dataset')}); "
+                       f"choose from {', '.join(m.name for m in REGISTRY.values() if task in m.tasks)}")  # fmt: skip
+    fusions = _list(suite.get("fusions"), "fusions") if task == "vqa" else None
+    return [{**v, "fusion": f} for v in runnable for f in fusions] if fusions else runnable
 
 
 def expand(suite: dict) -> list[RunConfig]:
-    """Suite mapping -> the list of run configs, ordered experiment, method, seed (so shared work stays warm)."""
-    common = {k: v for k, v in suite.items() if k not in GRID_KEYS and k != "method_settings"}
+    """Suite mapping -> the validated run configs, ordered experiment, variant, seed (so shared work stays warm)."""
+    common = {k: v for k, v in suite.items() if k not in GRID_KEYS}
     for k in common:
-        coerce(k.replace("-", "_"), common[k])  # unknown settings fail here, naming the key
+        coerce_setting(k, common[k])  # unknown settings fail here, naming the key
     experiments = suite.get("experiments")
+    if experiments is not None and not experiments:
+        raise BadInput("compare: `experiments` is empty; list at least one {model, dataset} mapping")
     if not experiments:
-        models, datasets = _list(suite.get("models")), _list(suite.get("datasets"))
-        if not models and common.get("task") != "vqa":
+        models = _list(suite.get("models"), "models")
+        datasets = _list(suite.get("datasets"), "datasets")
+        if (
+            not models
+            and common.get("task") != "vqa"
+            and not any(common.get(k) for k in ("image_encoder", "text_encoder", "encoder"))
+        ):
             raise BadInput(
                 "compare: no models; give --models a,b or a suite file with `models:` or `experiments:`"
             )
@@ -88,26 +157,17 @@ def expand(suite: dict) -> list[RunConfig]:
                 "compare: no datasets; give --datasets a,b or a suite file with `datasets:` or `experiments:`"
             )
         experiments = [{"model": m, "dataset": d} for d in datasets for m in (models or [""])]
-    methods = _list(suite.get("methods")) or DEFAULT_METHODS
     seeds = _seeds(suite.get("seeds"))
-    per_method = suite.get("method_settings") or {}
+    task_cache: dict = {}
     runs = []
     for exp in experiments:
         if not isinstance(exp, dict):
             raise BadInput(f"compare: each entry of `experiments` must be a mapping of settings, got {exp!r}")
         base = {**common, **exp}
-        is_vqa = base.get("task") == "vqa" or any(
-            base.get(k) for k in ("image_encoder", "text_encoder", "encoder")
-        )
-        if is_vqa or is_vqa_dataset(str(base.get("dataset", ""))):
-            fusions = _list(suite.get("fusions")) or [base.get("fusion") or "concat"]
-            variants = [{"task": "vqa", "fusion": f, "method": f"vqa-{f}"} for f in fusions]
-        else:
-            variants = [{"method": m, **per_method.get(m, {})} for m in methods]
-        for variant in variants:
+        task = config.load(base, task_cache=task_cache).task  # the experiment's task, its settings checked
+        for variant in _variants(base, suite, task):
             for seed in seeds:
-                cfg = from_dict({**base, **variant, "seed": seed})
-                runs.append(validate(cfg))
+                runs.append(config.load({**base, **variant, "seed": seed}, task_cache=task_cache))
     return runs
 
 
@@ -117,10 +177,8 @@ def suite_from_args(args) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             suite[key] = value
-    for name in FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            suite[name] = coerce(name, value)
+    for name, value in config.settings_from_args(args).items():
+        suite[name] = value
     return suite
 
 
@@ -136,6 +194,7 @@ def run_suite(
     suite["store"] = store_path
     runs = expand(suite)
     store = Store(store_path)
+    finished = store.finished() if resume else set()
     memo: dict = {}  # shared across runs: data, encodings, frozen-prefix caches (keyed so nothing leaks across models)
     done = new = failed = skipped = 0
     started = time.perf_counter()
@@ -146,7 +205,7 @@ def run_suite(
     try:
         for cfg in runs:
             bar.set_postfix_str(f"{Path(cfg.model or cfg.encoder or 'vqa').name} {cfg.method} s{cfg.seed}")
-            if resume and store.succeeded(cfg.identity_hash()):
+            if resume and (identity_hash(cfg.to_dict()), cfg.seed) in finished:
                 skipped += 1
             else:
                 try:

@@ -1,6 +1,6 @@
 """The VQA answer head: fuse an image and a question embedding, Linear + ReLU, Linear over the answer vocabulary.
 
-`run_vqa` builds `FusionHead`, trains it with `train_head` on cached embeddings and checks `head_params` against it.
+tasks/vqa/run.py builds `FusionHead`, trains it with `train_head` on cached embeddings and checks `head_params` against it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-FUSIONS = ("concat", "product", "concat-product")
 INPUTS = ("both", "image", "question")  # "image" / "question": the one-embedding baselines
 
 

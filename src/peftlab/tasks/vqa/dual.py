@@ -1,6 +1,6 @@
 """The offline CLIP-style pair (`--encoder dual`): two frozen towers, two linear projections trained here (InfoNCE).
 
-`run_vqa` calls `fit_dual(...)` on the training split's tower embeddings; not CLIP: projections only, tiny data.
+tasks/vqa/run.py calls `fit_dual(...)` on the training split's tower embeddings; not CLIP: projections only, tiny data.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from peftlab.vqa_encode import cache_dir
-from peftlab.vqa_head import one_thread
+from peftlab.tasks.vqa.cache import cache_dir
+from peftlab.tasks.vqa.heads import one_thread
 
 DUAL_DIM = 512  # shared embedding width, as CLIP ViT-B/32's projection_dim
 DUAL_EPOCHS, DUAL_BATCH, DUAL_LR = 30, 256, 1e-3

@@ -1,0 +1,234 @@
+"""The run record: typed sections, written and read through this module only; its JSON shape is public (DESIGN.md).
+
+`Record.start(cfg)` begins one, tasks fill its sections, `record.to_dict()` is what `--json`, record.json and the store
+hold; `Record.from_dict(d)` reads any stored record (an older one is brought up to date as it is read, never rewritten).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+def _omit(default=None) -> Any:
+    """A field left out of the JSON while it is None (present only when it has something to say)."""
+    return field(default=default, metadata={"omit_none": True})
+
+
+class Section:
+    """A typed part of the record. Keys it does not declare are kept in `extra` and written back after its fields,
+    so a task's own keys (VQA's per-type accuracy) and keys of other versions survive a round trip."""
+
+    nested: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        if d is None:
+            return None
+        names = {f.name for f in fields(cls)} - {"extra"}
+        kw: dict[str, Any] = {"extra": {k: v for k, v in d.items() if k not in names}}
+        for name in names & set(d):
+            sub = cls.nested.get(name)
+            kw[name] = sub.from_dict(d[name]) if sub is not None else d[name]
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = value.to_dict() if isinstance(value, Section) else value
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Metrics(Section):
+    """Scores on the evaluation split; macro averages run over every label of the task."""
+
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    macro_recall: float | None = None
+    per_class: dict = field(default_factory=dict)  # label -> {precision, recall, f1, support}
+    extra: dict = field(default_factory=dict)  # vqa: unseen_answer_share, per_type
+
+
+@dataclass
+class Params(Section):
+    """Parameters measured on the model and predicted from its config (params/), and whether they agree."""
+
+    trainable: int | None = None
+    total: int | None = None
+    trainable_pct: float | None = None  # percent units: 0.33 means 0.33%
+    predicted_trainable: int | None = None
+    predicted_total: int | None = None
+    match: bool | None = None  # None: no prediction for this family or setting
+    breakdown: list = field(default_factory=list)  # [{"component", "params", "trainable", "formula", ...}]
+    note: str | None = None
+    counting: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Time(Section):
+    train_s: float = 0.0  # wall seconds training (with the frozen-prefix cache pass this run built)
+    eval_s: float = 0.0
+    train_samples_per_s: float | None = None
+    train_steps: int = 0
+    final_loss: float | None = None
+    lr: float | None = None  # the peak learning rate used
+    extra: dict = field(default_factory=dict)  # classification: prefix_cache; vqa: encode_s, baselines_s
+
+
+@dataclass
+class Memory(Section):
+    peak_rss_mb: float | None = None  # the process's peak resident memory while the run ran (MiB)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Data(Section):
+    train_size: int | None = None
+    eval_size: int | None = None
+    num_labels: int | None = None
+    label_names: list = field(default_factory=list)
+    source: str | None = None
+    notes: str | None = None
+    full_sizes: dict | None = None  # sizes before subsetting {"train": n, "eval": n}
+    extra: dict = field(default_factory=dict)  # vqa: images, distinct_questions, question_types
+
+
+@dataclass
+class Artifacts(Section):
+    dir: str | None = None  # the run folder: record.json, and the model or adapter when saved
+    saved: str | None = _omit()  # the saved model / adapter folder
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Record(Section):
+    run_id: str = ""
+    created_at: str = ""
+    status: str = "running"  # running | ok | failed | cancelled
+    error: str | None = None
+    task: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    method: str | None = None
+    seed: int | None = None
+    config: dict | None = None  # the resolved settings (RunConfig.to_dict())
+    config_hash: str | None = None  # identity_hash(config): same hash = same experiment, whatever the seed
+    metrics: Metrics | None = None
+    baseline_metrics: Metrics | None = None  # the same model before training
+    params: Params | None = None
+    time: Time | None = None
+    memory: Memory | None = None
+    data: Data | None = None
+    env: dict = field(default_factory=dict)  # versions, git commit, machine (run.environment())
+    artifacts: Artifacts = field(default_factory=Artifacts)
+    traceback: str | None = _omit()  # failed runs: kept in the store, left out of --json
+    extra: dict = field(default_factory=dict)  # a task's own sections: vqa, vqa_baselines
+
+    nested: ClassVar[dict[str, type]] = {
+        "metrics": Metrics,
+        "baseline_metrics": Metrics,
+        "params": Params,
+        "time": Time,
+        "memory": Memory,
+        "data": Data,
+        "artifacts": Artifacts,
+    }
+
+    @classmethod
+    def start(cls, cfg, env: dict) -> Record:
+        from peftlab.config import identity_hash
+
+        config = cfg.to_dict()
+        return cls(
+            run_id=new_run_id(cfg),
+            created_at=dt.datetime.now().isoformat(timespec="seconds"),
+            task=cfg.task,
+            model=cfg.model,
+            dataset=cfg.dataset,
+            method=cfg.method,
+            seed=cfg.seed,
+            config=config,
+            config_hash=identity_hash(config),
+            env=env,
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Record:
+        return super().from_dict(upgrade(d))
+
+    def public(self) -> dict:
+        """What `--json` prints: the record without the traceback."""
+        out = self.to_dict()
+        out.pop("traceback", None)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.accuracy if self.metrics else None
+
+    @property
+    def settings(self) -> dict:
+        """The run's config, with the record's own model / dataset / method / task where the config lacks them."""
+        top = {"model": self.model, "dataset": self.dataset, "method": self.method, "task": self.task}
+        return {**top, **(self.config or {})}
+
+    @property
+    def identity(self) -> str:
+        """The experiment this run is one seed of (config.identity_hash of its settings)."""
+        from peftlab.config import identity_hash
+
+        return identity_hash(self.settings)
+
+    @property
+    def label(self) -> str:
+        """How reports name its configuration: the method and the knobs that differ from their defaults."""
+        from peftlab.config import knob_label
+
+        return knob_label(self.settings)
+
+
+def new_run_id(cfg) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = Path(cfg.model or cfg.encoder or cfg.image_encoder or "vqa").name
+    model = re.sub(r"[^A-Za-z0-9]+", "-", name)[:24]
+    return f"{stamp}-{model}-{cfg.method}-s{cfg.seed}-{uuid.uuid4().hex[:6]}"
+
+
+def upgrade(d: dict) -> dict:
+    """A stored record as this version reads it. Records before the method registry named VQA runs "vqa-<fusion>"
+    and left the default learning rate out of their config; both are filled in here (the stored JSON is untouched)."""
+    d = dict(d)
+    config = dict(d.get("config") or {})
+    method = str(d.get("method") or "")
+    if method.startswith("vqa-"):  # VQA trains a fusion head over frozen encoders: the `head` method
+        config.setdefault("fusion", method.removeprefix("vqa-"))
+        d["method"] = config["method"] = "head"
+    if config and config.get("lr") is None and (d.get("time") or {}).get("lr") is not None:
+        config["lr"] = d["time"]["lr"]
+    if config:
+        d["config"] = config
+    return d
+
+
+def as_record(r) -> Record:
+    """A Record from either a Record or a stored dict."""
+    return r if isinstance(r, Record) else Record.from_dict(r)
+
+
+__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Params", "Record", "Time", "as_record"]

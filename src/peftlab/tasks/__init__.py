@@ -1,0 +1,68 @@
+"""The task registry: what kind of problem a run solves, each task one module with one entry point.
+
+`resolve(cfg)` says which task a run is (the --task flag, settings only one task has, or the dataset itself);
+`TASKS[cfg.task].run(cfg, record, memo=..., progress=...)` runs it and fills the record's sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peftlab.errors import BadInput
+
+
+def _no_check(cfg) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    run: Callable  # (cfg, record, *, memo, progress) -> None: loads data and models, trains, fills the record
+    default_method: str  # the method when --method is not given
+    claims: Callable | None = (
+        None  # (cfg) -> True when the settings alone name this task (vqa: encoder flags)
+    )
+    infer: Callable | None = None  # (cfg, cache) -> the task's name, from the dataset (classification)
+    check: Callable = _no_check  # (cfg) -> None: the task's own settings, as bad input with the flag
+    lr: float | None = None  # default learning rate for every method of this task (else the method's own)
+    models_optional: bool = False  # True: --model may be empty (vqa names its encoders instead)
+
+    def default_lr(self, method) -> float:
+        return self.lr if self.lr is not None else method.default_lr
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> None:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is registered twice")
+    TASKS[task.name] = task
+
+
+def resolve(cfg, cache: dict | None = None) -> Task:
+    """--task if given; else the task whose own settings appear; else the one that reads it off the dataset."""
+    if cfg.task is not None:
+        if cfg.task not in TASKS:
+            raise BadInput(f"--task {cfg.task!r}: expected one of {', '.join(TASKS)}")
+        return TASKS[cfg.task]
+    for task in TASKS.values():
+        if task.claims is not None and task.claims(cfg):
+            return task
+    if not cfg.model:
+        raise BadInput("--model is required: a packaged name (peftlab ls models), a local folder or a hub id")
+    if not cfg.dataset:
+        raise BadInput(
+            "--dataset is required: a packaged name (peftlab ls datasets), a local file/folder or a hub id"
+        )
+    inferring = next(t for t in TASKS.values() if t.infer is not None)
+    return TASKS[inferring.infer(cfg, {} if cache is None else cache)]
+
+
+from peftlab.tasks import classification, vqa  # noqa: E402
+
+register(Task("text-classification", classification.run, "lora", infer=classification.infer))
+register(Task("image-classification", classification.run, "lora"))
+register(Task("vqa", vqa.run, "head", claims=vqa.claims, check=vqa.check, lr=vqa.LR, models_optional=True))
