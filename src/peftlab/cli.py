@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     p.add_argument(
+        "--sweep",
+        metavar="KNOB=V1,V2,...",
+        help="one knob over several values, each its own row: --sweep lora-r=4,8,16,32 (applies to every method "
+        "with that knob in --methods; alone, it compares that method's settings); the report plots it",
+    )
+    p.add_argument(
         "--fusions", help="vqa: comma-separated fusion heads to grid over (concat,product,concat-product)"
     )
     p.add_argument(

@@ -165,7 +165,7 @@ def flag_of(name: str) -> str:
     return FIELDS[name].metadata.get("flag") or "--" + name.replace("_", "-")
 
 
-def _knob_keys() -> dict[str, tuple[str, str]]:
+def knob_keys() -> dict[str, tuple[str, str]]:
     """Flat knob key -> (method prefix, knob name), over every registered method: {"lora_r": ("lora", "r"), ...}."""
     from peftlab.methods import REGISTRY
     from peftlab.methods.knobs import key
@@ -178,7 +178,7 @@ def _knob_keys() -> dict[str, tuple[str, str]]:
 
 
 def _unknown(name: str) -> BadInput:
-    close = difflib.get_close_matches(name, list(FIELDS) + list(_knob_keys()), n=2, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(FIELDS) + list(knob_keys()), n=2, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return BadInput(f"unknown setting {name!r}{hint}: see `peftlab run --help` for the settings")
 
@@ -188,14 +188,14 @@ def coerce_setting(name: str, value: Any) -> Any:
     name = name.replace("-", "_")
     if name in FIELDS:
         return coerce(value, FIELDS[name].type, flag_of(name))
-    if name in _knob_keys():
+    if name in knob_keys():
         return value  # typed by the method's knobs dataclass in `load`
     raise _unknown(name)
 
 
 def settings_from_args(args) -> dict:
     """The run settings a command line gave (argparse dests are the settings' keys, knobs included); unset = absent."""
-    keys = [*FIELDS, *_knob_keys()]
+    keys = [*FIELDS, *knob_keys()]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -228,7 +228,7 @@ def _check_fields(cfg: RunConfig) -> None:
 def method_knobs(method, values: dict) -> Any:
     """The method's knobs dataclass from flat settings ({"lora_r": 4, "ia3_target": ...}): its own prefix's keys,
     coerced and checked; other methods' keys are ignored (a grid's common settings may hold several)."""
-    keys = _knob_keys()
+    keys = knob_keys()
     mine = {keys[k][1]: v for k, v in values.items() if k in keys and keys[k][0] == method.prefix}
     return parse_knobs(method.knobs, method.prefix, mine)
 
@@ -240,13 +240,13 @@ def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
     from peftlab.methods import REGISTRY, check_applies
 
     plain, knob_values = {}, {}
-    knob_keys = _knob_keys()
+    knobs_by_key = knob_keys()
     for raw_key, value in values.items():
         name = raw_key.replace("-", "_")
         if name in FIELDS:
             if value is not None:
                 plain[name] = coerce(value, FIELDS[name].type, flag_of(name))
-        elif name in knob_keys:
+        elif name in knobs_by_key:
             knob_values[name] = value
         elif name != "knobs":
             raise _unknown(name)
@@ -283,7 +283,7 @@ def identity(config: dict) -> dict:
 
     method = REGISTRY.get(str(config.get("method")))
     own = f"{method.prefix}_" if method else None
-    other_knobs = {k for k in _knob_keys() if own is None or not k.startswith(own)}
+    other_knobs = {k for k in knob_keys() if own is None or not k.startswith(own)}
     return {k: v for k, v in sorted(config.items()) if k not in NOT_IDENTITY and k not in other_knobs}
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,17 @@ from peftlab.errors import BadInput
 from peftlab.store import Store
 
 DEFAULT_METHODS = ["baseline", "head", "last-layer", "lora", "full"]
-GRID_KEYS = {"models", "datasets", "methods", "seeds", "experiments", "fusions", "title", "method_settings"}
+GRID_KEYS = {
+    "models",
+    "datasets",
+    "methods",
+    "seeds",
+    "experiments",
+    "fusions",
+    "title",
+    "method_settings",
+    "sweep",
+}
 
 # The default comparison on the packaged zoo (`make demo`): subsets sized so that 2 experiments x 5 methods x 3 seeds
 # finish in well under 15 minutes on 2 CPU cores; the report states these sizes.
@@ -112,6 +123,48 @@ def method_variant(entry, per_method: dict) -> dict:
     return out
 
 
+def parse_sweep(value) -> tuple[str, list]:
+    """--sweep lora-r=4,8,16 | YAML {lora_r: [4, 8, 16]} -> ("lora_r", ["4", "8", "16"]): one knob, its values."""
+    from peftlab.config import knob_keys
+
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise BadInput(
+                f"sweep: name exactly one knob and its values, e.g. {{lora_r: [4, 8, 16]}}; got {value!r}"
+            )
+        (key, values), = value.items()  # fmt: skip
+        values = _list(values if not isinstance(values, (int, float)) else [values], "sweep")
+    else:
+        key, sep, rest = str(value).partition("=")
+        if not sep:
+            raise BadInput(f"--sweep {value!r}: write KNOB=V1,V2,..., e.g. --sweep lora-r=4,8,16,32")
+        values = _list(rest, "sweep")
+    key = key.strip().removeprefix("--").replace("-", "_")
+    if key not in knob_keys():
+        close = difflib.get_close_matches(key, list(knob_keys()), n=2, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise BadInput(
+            f"--sweep {value!r}: {key!r} is no method's knob{hint}; `peftlab ls methods` lists them"
+        )
+    return key, values
+
+
+def _swept(variants: list[dict], sweep) -> list[dict]:
+    """Each variant of the swept knob's method becomes one variant per value (its other settings kept)."""
+    from peftlab.config import knob_keys
+    from peftlab.methods import REGISTRY
+
+    key, values = parse_sweep(sweep)
+    prefix = knob_keys()[key][0]
+    out = []
+    for v in variants:
+        if REGISTRY[v["method"]].prefix == prefix:
+            out += [{**v, key: value} for value in values]
+        else:
+            out.append(v)
+    return out
+
+
 def _variants(base: dict, suite: dict, task: str) -> list[dict]:
     """The method variants one experiment runs: those of `methods` that support its task (the others are skipped
     with a note), each crossed with `fusions` for VQA."""
@@ -119,8 +172,16 @@ def _variants(base: dict, suite: dict, task: str) -> list[dict]:
     from peftlab.tasks import TASKS
 
     given = _list(suite.get("methods"), "methods")
+    sweep = suite.get("sweep")
+    if sweep is not None and not given:  # a sweep alone compares the swept method's settings
+        from peftlab.config import knob_keys
+
+        key = parse_sweep(sweep)[0]
+        given = [next(m.name for m in REGISTRY.values() if m.prefix == knob_keys()[key][0])]
     entries = given or (DEFAULT_METHODS if task != "vqa" else [TASKS[task].default_method])
     variants = [method_variant(e, suite.get("method_settings") or {}) for e in entries]
+    if sweep is not None:
+        variants = _swept(variants, sweep)
     runnable = [v for v in variants if task in REGISTRY[v["method"]].tasks]
     skipped = sorted({v["method"] for v in variants} - {v["method"] for v in runnable})
     if skipped and given:
@@ -171,9 +232,35 @@ def expand(suite: dict) -> list[RunConfig]:
     return runs
 
 
+def preflight(runs: list[RunConfig]) -> None:
+    """Before anything trains: every (model, method, knobs) of the grid is planned from its config alone, so a method
+    that cannot apply (a block size that does not divide a width, a knob PEFT rejects) stops the grid with one line,
+    not after hours of other runs. Models whose config cannot be read here are left to their run to report."""
+    from peftlab.methods import REGISTRY
+    from peftlab.models import load_config
+    from peftlab.models.loading import resolve_pooling
+    from peftlab.params import predict_from_config
+
+    seen = set()
+    for cfg in runs:
+        key = (cfg.model, cfg.task, cfg.method, repr(cfg.knobs), cfg.pooling)
+        if key in seen or cfg.task not in ("text-classification", "image-classification"):
+            continue
+        seen.add(key)
+        try:
+            model_config = load_config(cfg.model)
+            pooling = resolve_pooling(cfg.model, cfg.pooling, cfg.task, model_config)
+        except BadInput:
+            continue
+        try:
+            predict_from_config(model_config, cfg.task, 2, REGISTRY[cfg.method], cfg.knobs, pooling=pooling)
+        except BadInput as e:
+            raise BadInput(f"{cfg.model}, {cfg.method}: {e}") from None
+
+
 def suite_from_args(args) -> dict:
     suite = load_yaml(args.config) if getattr(args, "config", None) else {}
-    for key in ("models", "datasets", "methods", "seeds", "fusions"):
+    for key in ("models", "datasets", "methods", "seeds", "fusions", "sweep"):
         value = getattr(args, key, None)
         if value is not None:
             suite[key] = value
@@ -193,6 +280,7 @@ def run_suite(
     store_path = suite.get("store") or str(out / "peftlab.db")
     suite["store"] = store_path
     runs = expand(suite)
+    preflight(runs)
     store = Store(store_path)
     finished = store.finished() if resume else set()
     memo: dict = {}  # shared across runs: data, encodings, frozen-prefix caches (keyed so nothing leaks across models)

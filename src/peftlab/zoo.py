@@ -44,6 +44,8 @@ def listing(what: str) -> str:
                 f"  {'':<12} tasks: {tasks}; default lr {m.default_lr:g}"
                 + (f"; {m.paper}" if m.paper else "")
             )
+            if m.limits:
+                lines.append(f"  {'':<12} cannot apply: {m.limits}")
             for f in knob_fields(m.knobs):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 shown = "" if default is None else f" [default: {default}]"

@@ -92,3 +92,18 @@ def test_ctrl_c_mid_grid_then_resume(tmp_path, monkeypatch, capsys):
     assert summary["runs_new"] == 1 and summary["runs_skipped"] == 3
     ok = [r for r in Store(out / "peftlab.db").records() if r.ok]
     assert len(ok) == 4
+
+
+def test_sweep_one_knob_over_values():
+    alone = expand({**EXP, "sweep": "lora-r=4,8,16"})  # a sweep alone: that method's settings
+    assert [(r.method, r.knobs.r) for r in alone] == [("lora", 4), ("lora", 8), ("lora", 16)]
+    mixed = expand({**EXP, "methods": "head,lora,dora:alpha=8", "sweep": {"lora_r": [2, 4]}})
+    assert [(r.method, getattr(r.knobs, "r", None)) for r in mixed] == [
+        ("head", None), ("lora", 2), ("lora", 4), ("dora", 2), ("dora", 4)]  # fmt: skip
+    assert mixed[-1].knobs.alpha == 8.0  # the variant's own knobs stay
+    with pytest.raises(BadInput, match="lora_rank.*no method's knob.*lora_r"):
+        expand({**EXP, "sweep": "lora-rank=4,8"})
+    with pytest.raises(BadInput, match="KNOB=V1,V2"):
+        expand({**EXP, "sweep": "lora-r"})
+    with pytest.raises(BadInput, match="--lora-r 0"):
+        expand({**EXP, "sweep": "lora-r=0,4"})

@@ -41,6 +41,9 @@ def test_a_rank_sweep_is_one_row_per_rank_and_drops_nothing(tmp_path):
     report = write_report(store.records(), tmp_path / "rep")
     md = Path(report["markdown"]).read_text()
     assert "lora r=4" in md and "lora r=16" in md
+    # the three ranks differ in one knob only: the report lines them up against it
+    assert "sweep of --lora-r" in md and "4: n=3, 8: n=2, 16: n=1" in md
+    assert list((tmp_path / "rep" / "plots").glob("*sweep-minilm-l6-lora-lora-r*.png"))
 
 
 def test_the_previous_release_store_opens_reports_and_resumes(tmp_path, capsys):

@@ -41,6 +41,13 @@ class Method:
     kinds: tuple[str, ...] = ("transformer", "cnn")  # architecture kinds it applies to (anatomy.kind)
     needs_training: bool = True  # False: evaluate as-is (baseline)
     paper: str = ""  # where the method comes from
+    limits: str = ""  # where it cannot apply, in one or two sentences (docs/methods.md, `peftlab ls methods`)
+    after_step: Callable | None = (
+        None  # (model, step) after each optimiser step, gradients still set (AdaLoRA)
+    )
+    summary: Callable | None = (
+        None  # (model) -> dict: what training decided (AdaLoRA's ranks) -> record "method_state"
+    )
 
     @property
     def prefix(self) -> str:
@@ -92,11 +99,12 @@ def train_only(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
     return model
 
 
-from peftlab.methods import baseline, full, head, last_layer, lora  # noqa: E402
+from peftlab.methods import baseline, dora, full, head, last_layer, lora  # noqa: E402
 
 # one line per method, in the order reports present them (cheapest first)
 register(baseline.METHOD)
 register(head.METHOD)
 register(lora.METHOD)
+register(dora.METHOD)
 register(last_layer.METHOD)
 register(full.METHOD)

@@ -52,3 +52,22 @@ def wrap(model, config, flag: str):
     except ValueError as e:  # e.g. a grouped conv whose groups do not divide r
         first = str(e).strip().splitlines()[0]
         raise BadInput(f"{flag}: PEFT cannot apply this here ({first})") from None
+
+
+def targeted_plan(arch, anat, entries: list[str], modules_to_save: list[str] | None, task: str, flag: str):
+    """The shared start of every targeted adapter's arithmetic -> (Plan with PEFT's saved copies, adapted layers).
+
+    PEFT copies the modules_to_save whole (original frozen + trainable copy) and never adapts a layer inside one; the
+    method then adds its own `Added` lines for the returned layers (params.plan.layers_named: block order)."""
+    from peftlab.params.plan import Plan, layers_named, outside_saved, peft_saved
+
+    saved, copied, unsupported = peft_saved(arch, anat, modules_to_save, task)
+    names = outside_saved(targets(anat, entries, flag), saved)
+    return Plan(copied=copied, unsupported=unsupported), layers_named(arch, names)
+
+
+def per_layer(component: str, layers, term, markers: tuple[str, ...]):
+    """One `Added` breakdown line: term(layer) -> (expression, count) for each adapted layer, merged by render.py."""
+    from peftlab.params.plan import Added
+
+    return Added(component, [(x.block, *term(x)) for x in layers], markers)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import flag, knob, names_list, positive, probability
 from peftlab.params.layers import Layer
-from peftlab.params.plan import Added, Plan, layers_named, outside_saved, peft_saved, under
+from peftlab.params.plan import Plan, under
 
 PREFIX = "lora"
 LORA, DORA = "lora A,B", "dora magnitudes"
@@ -78,19 +78,20 @@ def lora_plan(arch, anat, knobs: Knobs, task: str, *, dora: bool) -> Plan:
     from peftlab.models.anatomy import default_targets
 
     entries = list(knobs.target or default_targets(anat))
-    saved, copied, unsupported = peft_saved(arch, anat, knobs.modules_to_save, task)
-    targets = outside_saved(adapters.targets(anat, entries, flag(PREFIX, "target")), saved)
-    plan = Plan(copied=copied, unsupported=unsupported)
-    layers = layers_named(arch, targets)
+    plan, layers = adapters.targeted_plan(
+        arch, anat, entries, knobs.modules_to_save, task, flag(PREFIX, "target")
+    )
     if layers:
         label = f"{LORA} r={knobs.r} on {','.join(entries)}"
         plan.added.append(
-            Added(label, [(x.block, *lora_expr(x, knobs.r)) for x in layers], (".lora_A.", ".lora_B."))
+            adapters.per_layer(label, layers, lambda x: lora_expr(x, knobs.r), (".lora_A.", ".lora_B."))
         )
     if layers and dora:  # one magnitude per output feature of each adapted layer
-        items = [(x.block, str(x.out_features), x.out_features) for x in layers]
-        plan.added.append(Added(DORA, items, (".lora_magnitude_vector.",)))
-    frozen_originals = {x.name for x in arch.layers if under(x.name, copied)}
+        magnitudes = adapters.per_layer(DORA, layers, lambda x: (str(x.out_features), x.out_features),
+                                        (".lora_magnitude_vector.",))  # fmt: skip
+        plan.added.append(magnitudes)
+    targets = {x.name for x in layers}
+    frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
     if knobs.bias == "all":  # every bias outside the saved modules trains
         plan.train_bias = {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
     elif knobs.bias == "lora_only":  # the biases of the adapted layers train

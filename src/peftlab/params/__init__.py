@@ -43,7 +43,11 @@ def predict_from_config(config, task: str, num_labels: int, method, knobs, *, po
         return Prediction(
             None, None, note=f"no formula for {family} yet: measured counts only", family=family
         )
-    plan = method.plan(arch, virtual_anatomy(arch), knobs, task)
+    from peftlab.methods import check_applies
+
+    anat = virtual_anatomy(arch)
+    check_applies(method, anat, task)  # a method that cannot serve this task or architecture says so, from the config
+    plan = method.plan(arch, anat, knobs, task)
     if plan.unsupported:
         return Prediction(
             None,

@@ -12,7 +12,7 @@ from typing import Any
 
 from scipy import stats
 
-from peftlab.config import NOT_IDENTITY, identity, short_value
+from peftlab.config import NOT_IDENTITY, identity, identity_hash, knob_keys, short_value
 from peftlab.methods import REGISTRY
 from peftlab.record import Data, Params, Record, as_record
 from peftlab.report.fmt import is_num
@@ -183,6 +183,7 @@ def _row(dataset: str, model: str, ident: str, all_runs: list[Record]) -> dict:
         "method": str(first.method),
         "label": first.label,
         "identity": ident,
+        "knobs": _knobs(first),  # the method's own settings, {"lora_r": 4, ...}: what a sweep varies
         "trained": method.needs_training if method else True,  # False: evaluated as loaded (no trade-off)
         "task": first.task,
         "n_seeds": len(scored),  # the n of every accuracy mean, std and CI
@@ -220,6 +221,16 @@ def _row(dataset: str, model: str, ident: str, all_runs: list[Record]) -> dict:
     row["mixed_config"] = _mixed_config(runs)
     row["duplicates_dropped"] = dropped
     return row
+
+
+def _knobs(record: Record) -> dict:
+    """The method's knob settings of a record, as flat keys; plus `sweep_group`: the hash of everything else, so rows
+    that differ only in knobs can be lined up against a knob (report/plots.py sweep_plots)."""
+    settings = identity(record.settings)
+    keys = knob_keys()
+    own = {k: v for k, v in settings.items() if k in keys}
+    rest = {k: v for k, v in settings.items() if k not in keys}
+    return {**own, "sweep_group": identity_hash(rest)}
 
 
 def _disambiguate(rows: list[dict], identities: dict[int, dict]) -> None:

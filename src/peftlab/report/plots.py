@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -297,6 +298,55 @@ def seed_spread_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
     return Plot(name="seed_spread", title="accuracy per seed", caption=caption, png_b64=to_base64_png(fig))
 
 
+def sweeps(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """[(knob, rows ordered by its value)] for each set of >= 2 rows of one model and method whose settings differ in
+    one numeric knob only (a --sweep, or variants in a suite)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        knobs = r.get("knobs") or {}
+        if "sweep_group" in knobs:
+            groups.setdefault((r["model"], r["method"], knobs["sweep_group"]), []).append(r)
+    out = []
+    for members in groups.values():
+        keys = {k for r in members for k in r["knobs"] if k != "sweep_group"}
+        varying = [k for k in sorted(keys) if len({repr(r["knobs"].get(k)) for r in members}) > 1]
+        if (
+            len(members) >= 2
+            and len(varying) == 1
+            and all(is_num(r["knobs"].get(varying[0])) for r in members)
+        ):
+            out.append((varying[0], sorted(members, key=lambda r: r["knobs"][varying[0]])))
+    return out
+
+
+def sweep_plot(knob: str, members: list[dict], with_model: bool) -> Plot:
+    """Accuracy (mean ± 95% CI) and trainable parameters against one swept knob, side by side."""
+    xs = [m["knobs"][knob] for m in members]
+    fig = Figure(figsize=(9.0, 3.6))
+    FigureCanvasAgg(fig)
+    acc_ax, par_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    yerr = [m["accuracy_ci95"] if is_num(m.get("accuracy_ci95")) else 0.0 for m in members]
+    acc_ax.errorbar(
+        xs, [m["accuracy_mean"] for m in members], yerr=yerr, fmt="o-", capsize=3, color=PALETTE[0]
+    )
+    par_ax.plot(xs, [m.get("trainable_params") or 0 for m in members], "s-", color=PALETTE[1])
+    log = min(xs) > 0 and max(xs) / min(xs) >= 8  # ranks 4..64 read best on a log axis
+    flag = "--" + knob.replace("_", "-")
+    for ax, label in ((acc_ax, "accuracy (mean ± 95% CI)"), (par_ax, "trainable parameters")):
+        if log:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.set_xlabel(flag)
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    first = members[0]
+    who = f"{first['method']} ({first['model']})" if with_model else first["method"]
+    seeds = ", ".join(f"{m['knobs'][knob]:g}: n={m['n_seeds']}" for m in members)
+    caption = f"{who} with only {flag} changing; seeds per value: {seeds}."
+    return Plot(name=re.sub(r"[^a-z0-9]+", "-", f"sweep-{first['model']}-{first['method']}-{knob}".lower()), title=f"{who}: sweep of {flag}",
+                caption=caption, png_b64=to_base64_png(fig))  # fmt: skip
+
+
 def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> list[Plot]:
     """All figures for one dataset's summary rows (best first); figures with nothing to draw are left out."""
     colors = colors or method_colors(rows)
@@ -306,4 +356,5 @@ def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> lis
         tradeoff_plot(rows, "peak_rss_mb_mean", "peak memory", "MB", colors, err_key="peak_rss_mb_ci95"),
         seed_spread_plot(rows, colors),
     ]
+    plots += [sweep_plot(knob, members, several_models(rows)) for knob, members in sweeps(rows)]
     return [p for p in plots if p is not None]

@@ -156,7 +156,9 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
                 stats = train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
                               seed=cfg.seed, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                               max_grad_norm=cfg.max_grad_norm, progress=progress, desc=f"{cfg.method} s{cfg.seed}",
-                              forward=loss_fn)  # fmt: skip
+                              forward=loss_fn, after_step=method.after_step)  # fmt: skip
+                if method.summary is not None:
+                    record.extra["method_state"] = method.summary(model)
                 with Timer() as t_eval:
                     after = evaluate(model, inputs.eval, cfg.eval_batch_size, labels, forward=logits_fn)
                 record.metrics = Metrics.from_dict(after)

@@ -74,8 +74,10 @@ def train(
     progress: bool = True,
     desc: str = "train",
     forward=None,
+    after_step=None,
 ) -> TrainStats:
-    """Train `model` on `enc`. `forward(model, batch) -> loss` may replace model(**batch).loss (cached-prefix paths)."""
+    """Train `model` on `enc`. `forward(model, batch) -> loss` may replace model(**batch).loss (cached-prefix paths);
+    `after_step(model, step)` runs after each optimiser step while the gradients are still there (AdaLoRA's budget)."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(enc) / batch_size)
@@ -105,6 +107,8 @@ def train(
                     accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
                 optimizer.step()
                 scheduler.step()
+                if after_step is not None:
+                    after_step(accelerator.unwrap_model(model), step)
                 optimizer.zero_grad(set_to_none=True)
                 # an exponential moving average of the loss, kept on the device: no host sync per step
                 running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
