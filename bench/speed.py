@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-METHODS = ["lora", "full", "head", "last-layer"]
+METHODS = ["lora", "full", "head", "last-layer", "dora", "ia3"]
 MODEL, DATASET = "minilm-l6", "vader-tweets"
 LAST_BLOCK = (
     "encoder.encoder.layer.5."  # minilm-l6 as peftlab loads it: meanpool wrapper -> BertModel -> 6 layers
@@ -34,13 +34,15 @@ LR = {
     "last-layer": 2e-4,
     "lora": 5e-4,
     "head": 2e-3,
+    "dora": 5e-4,
+    "ia3": 3e-3,
 }  # peftlab's defaults, used by both recipes
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench-out", help="folder for bench.md and results.json")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated: lora,full,head,last-layer")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated: " + ",".join(METHODS))
     p.add_argument("--repeats", type=int, default=3, help="runs per recipe and method (seeds 0..R-1)")
     p.add_argument("--train-samples", type=int, default=600, help="stratified vader-tweets training subset")
     p.add_argument("--eval-samples", type=int, default=400, help="stratified evaluation subset")
@@ -72,7 +74,7 @@ def plain_worker(a: argparse.Namespace) -> dict:
     import numpy as np
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import IA3Config, LoraConfig, TaskType, get_peft_model
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from peftlab.data import load_data
@@ -86,15 +88,21 @@ def plain_worker(a: argparse.Namespace) -> dict:
     )  # the same mean-pooled MiniLM and head init as peftlab
     model, tokenizer = loaded.model, loaded.processor
 
-    if a.method == "lora":
+    if a.method in ("lora", "dora"):
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=8,
             lora_alpha=16,
             lora_dropout=0.1,
             target_modules=["query", "value"],
+            use_dora=a.method == "dora",
         )
         model = get_peft_model(model, config)  # SEQ_CLS trains and saves the classifier too
+    elif a.method == "ia3":
+        # PEFT's own BERT defaults, named explicitly: the mean-pooling wrapper's model_type is not in PEFT's table
+        config = IA3Config(task_type=TaskType.SEQ_CLS, target_modules=["key", "value", "output.dense"],
+                           feedforward_modules=["output.dense"])  # fmt: skip
+        model = get_peft_model(model, config)
     elif a.method == "head":
         for name, param in model.named_parameters():
             param.requires_grad = name.startswith("classifier.")

@@ -224,9 +224,11 @@ def expand(suite: dict) -> list[RunConfig]:
     for exp in experiments:
         if not isinstance(exp, dict):
             raise BadInput(f"compare: each entry of `experiments` must be a mapping of settings, got {exp!r}")
-        base = {**common, **exp}
+        # an experiment may list its own methods / sweep / fusions: they replace the suite's for it
+        own = {k: v for k, v in exp.items() if k in ("methods", "sweep", "fusions")}
+        base = {**common, **{k: v for k, v in exp.items() if k not in own}}
         task = config.load(base, task_cache=task_cache).task  # the experiment's task, its settings checked
-        for variant in _variants(base, suite, task):
+        for variant in _variants(base, {**suite, **own}, task):
             for seed in seeds:
                 runs.append(config.load({**base, **variant, "seed": seed}, task_cache=task_cache))
     return runs

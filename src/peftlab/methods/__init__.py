@@ -99,12 +99,45 @@ def train_only(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
     return model
 
 
-from peftlab.methods import baseline, dora, full, head, last_layer, lora  # noqa: E402
+from peftlab.methods import (  # noqa: E402
+    adalora,
+    baseline,
+    bitfit,
+    boft,
+    dora,
+    fourierft,
+    full,
+    head,
+    ia3,
+    last_layer,
+    ln_tuning,
+    loha,
+    lokr,
+    lora,
+    oft,
+    p_tuning,
+    prefix_tuning,
+    prompt_tuning,
+    vera,
+)
 
-# one line per method, in the order reports present them (cheapest first)
+# one line per method, in the order reports present them (roughly cheapest first)
 register(baseline.METHOD)
 register(head.METHOD)
+register(ln_tuning.METHOD)
+register(bitfit.METHOD)
+register(prompt_tuning.METHOD)
+register(prefix_tuning.METHOD)
+register(p_tuning.METHOD)
+register(ia3.METHOD)
+register(vera.METHOD)
+register(fourierft.METHOD)
 register(lora.METHOD)
 register(dora.METHOD)
+register(adalora.METHOD)
+register(loha.METHOD)
+register(lokr.METHOD)
+register(oft.METHOD)
+register(boft.METHOD)
 register(last_layer.METHOD)
 register(full.METHOD)

@@ -49,7 +49,10 @@ def wrap(model, config, flag: str):
 
     try:
         return get_peft_model(model, config)
-    except ValueError as e:  # e.g. a grouped conv whose groups do not divide r
+    except (
+        ValueError,
+        TypeError,
+    ) as e:  # a grouped conv whose groups do not divide r; a layer type a tuner lacks
         first = str(e).strip().splitlines()[0]
         raise BadInput(f"{flag}: PEFT cannot apply this here ({first})") from None
 

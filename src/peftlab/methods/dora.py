@@ -11,7 +11,9 @@ from peftlab.methods.knobs import flag
 
 
 def prepare(model, anatomy, knobs: lora.Knobs, ctx):
-    return adapters.wrap(model, lora.lora_config(anatomy, knobs, ctx.task, use_dora=True), flag(lora.PREFIX, "target"))
+    return adapters.wrap(
+        model, lora.lora_config(anatomy, knobs, ctx.task, use_dora=True), flag(lora.PREFIX, "target")
+    )
 
 
 def plan(arch, anat, knobs: lora.Knobs, task: str):

@@ -111,4 +111,5 @@ METHOD = Method(
     plan=plan,
     knobs=Knobs,
     paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, arXiv:2106.09685",
+    limits="a grouped conv whose groups do not divide --lora-r (PEFT's rule; the message says so).",
 )

@@ -32,6 +32,16 @@ class MeanPoolConfig(PretrainedConfig):
         self.classifier_dropout = 0.1 if classifier_dropout is None else classifier_dropout
         super().__init__(**kwargs)
 
+    # PEFT's prompt learning finds the word embeddings by the vocabulary size, read from `config.get_text_config()`
+    # (this config itself): answer with the encoder's.
+    @property
+    def vocab_size(self) -> int:
+        return self.encoder_config.vocab_size
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:  # resize_token_embeddings writes it
+        self.encoder_config.vocab_size = value
+
 
 def _encoder_kwargs(encoder_config) -> dict:
     """`add_pooling_layer=False` for families that have a pooler (BERT, RoBERTa): mean pooling never uses it."""
@@ -96,6 +106,7 @@ class MeanPoolForSequenceClassification(PreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        past_key_values=None,
         **kwargs,
     ):
         # PEFT's PeftModelForSequenceClassification passes all of these; the encoder gets the ones it understands.
@@ -119,8 +130,17 @@ class MeanPoolForSequenceClassification(PreTrainedModel):
         ):
             if value is not None and (flag in self._encoder_params or takes_any):
                 enc_kwargs[flag] = value
+        # PEFT's prefix tuning: each block's key/value prefixes, a transformers Cache (transformers 5 calls it `cache`)
+        if past_key_values is not None:
+            cache_arg = next((k for k in ("cache", "past_key_values") if k in self._encoder_params), None)
+            if cache_arg is None:
+                encoder = type(self.encoder).__name__
+                raise ValueError(f"{encoder} takes no key/value cache: prefix tuning cannot apply")
+            enc_kwargs[cache_arg] = past_key_values
         out = self.encoder(**enc_kwargs, return_dict=True)
-        pooled = masked_mean(out.last_hidden_state, attention_mask)  # (B, T, H) -> (B, H)
+        hidden = out.last_hidden_state  # (B, T, H)
+        # Prefix tuning prepends one mask column per prefix key (B, P + T): pool the T real positions only.
+        pooled = masked_mean(hidden, attention_mask[:, -hidden.shape[1] :])  # (B, T, H) -> (B, H)
         logits = self.classifier(self.dropout(pooled))  # (B, H) -> (B, num_labels)
         loss = None
         if labels is not None:

@@ -46,7 +46,9 @@ def predict_from_config(config, task: str, num_labels: int, method, knobs, *, po
     from peftlab.methods import check_applies
 
     anat = virtual_anatomy(arch)
-    check_applies(method, anat, task)  # a method that cannot serve this task or architecture says so, from the config
+    check_applies(
+        method, anat, task
+    )  # a method that cannot serve this task or architecture says so, from the config
     plan = method.plan(arch, anat, knobs, task)
     if plan.unsupported:
         return Prediction(
@@ -94,9 +96,17 @@ def measure(model) -> dict:
     return {"trainable": trainable, "total": total}
 
 
+def _wrapper_prefix(model) -> str:
+    """What PEFT puts before the base model's parameter names: "base_model.model." for injected adapters (a tuner
+    wraps the model), "base_model." for prompt learning (prompt-tuning, prefix-tuning, p-tuning: no tuner), "" bare."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None:
+        return ""
+    return "base_model." if getattr(config, "is_prompt_learning", False) else "base_model.model."
+
+
 def _component_of(name: str, layer_of: dict, plan: Plan) -> str:
-    """A parameter name of the (PEFT-wrapped) model -> the breakdown line it belongs to."""
-    name = name.removeprefix("base_model.model.")
+    """A parameter name of the (PEFT-wrapped) model, its wrapper prefix removed -> the breakdown line it belongs to."""
     for added in plan.added:
         if any(marker in name for marker in added.markers):
             return added.component
@@ -114,11 +124,14 @@ def measure_breakdown(model, prediction: Prediction) -> list[dict]:
     rows: dict[str, list[int]] = {}
     arch, plan = prediction.arch, prediction.plan
     layer_of = {x.name: x for x in arch.layers} if arch else {}
+    prefix = _wrapper_prefix(model)
     for name, p in model.named_parameters():
+        # prompt learning's own parameters (prompt_encoder.*) keep their names
+        name = name.removeprefix(prefix)
         if arch is not None and plan is not None:
             comp = _component_of(name, layer_of, plan)
         else:
-            comp = name.removeprefix("base_model.model.").split(".")[0]
+            comp = name.split(".")[0]
         row = rows.setdefault(comp, [0, 0])
         row[0] += p.numel()
         row[1] += p.numel() if p.requires_grad else 0

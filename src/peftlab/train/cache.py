@@ -153,12 +153,19 @@ def _subset(enc: Encoded, n: int) -> Encoded:
     )
 
 
+def _trains_outside(model: nn.Module, base: nn.Module) -> bool:
+    """Trainable parameters outside the base model (prompt learning's virtual tokens enter at the embeddings): every
+    block then depends on them, so no prefix is frozen."""
+    inside = {id(p) for p in base.parameters()}
+    return any(p.requires_grad and id(p) not in inside for p in model.parameters())
+
+
 def plan_prefix(model: nn.Module, anat, probe: Encoded, log=lambda msg: None) -> Plan | None:
     """The cut for this prepared model, or None when nothing in front of a trainable block can be skipped (lora and full
     with their defaults train block 0) or the probe shows the cut does not reproduce the full model's output."""
     base = _base(model)
     blocks = list(anat.blocks)
-    if not blocks:
+    if not blocks or _trains_outside(model, base):
         return None
     modules = dict(base.named_modules())
     trainable = [i for i, name in enumerate(blocks) if _trainable(modules[name])]

@@ -46,6 +46,16 @@ def _fused(model: torch.nn.Module) -> dict:
     return {"fused": True} if ok and len({p.device.type for p in params}) == 1 else {}
 
 
+def freeze_norm_statistics(model: torch.nn.Module) -> None:
+    """Batch norms whose weights do not train stay in eval mode: their running mean / variance are part of the frozen
+    backbone, so they keep the pretrained values (as timm freezes a frozen backbone's BN). An adapter saved by PEFT then
+    reloads onto the original checkpoint with identical logits; trainable BNs (full, last-layer) update as usual."""
+    for m in model.modules():
+        frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and frozen:
+            m.eval()
+
+
 class _IndexBatches(torch.utils.data.Dataset):
     """A dataset whose items are whole batches (lists of indices), so accelerate can shard them across processes."""
 
@@ -86,6 +96,7 @@ def train(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
+    freeze_norm_statistics(model)
     forward = forward or (lambda m, b: m(**b).loss)
 
     bar = tqdm(

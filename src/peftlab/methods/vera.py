@@ -1,0 +1,136 @@
+"""`vera`: HF PEFT VeRA, one frozen random pair of projections shared by every target + two trained scaling vectors per
+target Linear (lambda_b over its outputs, lambda_d over the rank); the head trained in full through `modules_to_save`.
+
+Used as `--method vera` on transformers (PEFT's VeRA adapts Linear layers only); defaults r=256, targets query+value
+(PEFT's mapping for BERT/RoBERTa, and peftlab's default elsewhere), head saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peftlab.errors import BadInput
+from peftlab.methods import Method, adapters
+from peftlab.methods.knobs import check, flag, knob, names_list, positive, probability
+from peftlab.params.layers import Layer
+from peftlab.params.plan import Plan, under
+
+PREFIX = "vera"
+LAMBDAS = "vera lambda_b,lambda_d"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    r: int = knob(
+        256,
+        "VeRA rank r: rows of the shared random projection A (r × in), length of each lambda_d",
+        check=positive,
+    )
+    target: list[str] | None = knob(
+        None,
+        "VeRA target Linear modules, comma-separated: aliases query,key,value,attn_out,ffn_in,ffn_out or module names "
+        "(default: query,value)",
+        check=names_list,
+    )
+    dropout: float = knob(0.0, "dropout on the VeRA branch input, in [0, 1)", check=probability)
+    d_initial: float = knob(0.1, "initial value of every lambda_d entry (the paper recommends <= 0.1)")
+    projection_prng_key: int = knob(0, "seed of the shared random projections vera_A, vera_B")
+    save_projection: bool = knob(
+        True, "store vera_A, vera_B in the saved adapter (else they are regenerated from the seed on load)"
+    )
+    bias: str = knob("none", "VeRA bias: none | all | vera_only", choices=("none", "all", "vera_only"))
+    modules_to_save: list[str] | None = knob(
+        None,
+        "modules trained and saved in full beside VeRA, comma-separated (default: the classification head)",
+    )
+
+
+def linear_only(names: list[str], is_conv: Callable[[str], bool], knob_flag: str, method: str) -> None:
+    """PEFT's VeRA and FourierFT wrap Linear layers only (a Conv2d target is a TypeError deep inside PEFT)."""
+    convs = [n for n in names if is_conv(n)]
+    if convs:
+        raise BadInput(
+            f"{knob_flag}: {method} adapts Linear layers only and {convs[0]} is a Conv2d; choose Linear targets "
+            "(e.g. query,value)"
+        )
+
+
+def vera_config(model, anat, knobs: Knobs, task: str):
+    """The peft.VeraConfig of this run, with targets resolved to full module names of this model."""
+    from peft import VeraConfig
+    from torch import nn
+
+    target_flag = flag(PREFIX, "target")
+    names = adapters.targets(anat, knobs.target, target_flag)
+    linear_only(names, lambda n: isinstance(model.get_submodule(n), nn.Conv2d), target_flag, "VeRA")
+    return VeraConfig(
+        r=knobs.r,
+        target_modules=names,
+        vera_dropout=knobs.dropout,
+        d_initial=knobs.d_initial,
+        projection_prng_key=knobs.projection_prng_key,
+        save_projection=knobs.save_projection,
+        bias=knobs.bias,
+        modules_to_save=adapters.modules_to_save(
+            anat, knobs.modules_to_save, flag(PREFIX, "modules_to_save")
+        ),
+        task_type=adapters.task_type(task),
+    )
+
+
+def prepare(model, anatomy, knobs: Knobs, ctx):
+    check(PREFIX, knobs)  # knobs built in code skip parse_knobs: the same one-line refusals
+    return adapters.wrap(model, vera_config(model, anatomy, knobs, ctx.task), flag(PREFIX, "target"))
+
+
+def vera_expr(x: Layer, r: int) -> tuple[str, int]:
+    """Trained per layer: lambda_b (out,) + lambda_d (r,): "48 + 256". The shared vera_A (r × max in) and vera_B
+    (max out × r) are buffers, not parameters: they count nowhere."""
+    return f"{x.out_features} + {r}", x.out_features + r
+
+
+def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
+    """VeRA as arithmetic: out + r scales per adapted Linear, the saved copies, biases as the bias knob says."""
+    from peftlab.models.anatomy import default_targets
+
+    check(PREFIX, knobs)
+    entries = list(knobs.target or default_targets(anat))
+    target_flag = flag(PREFIX, "target")
+    by_name = {x.name: x for x in arch.layers}
+    names = adapters.targets(anat, entries, target_flag)
+    linear_only(names, lambda n: by_name[n].kind == "conv", target_flag, "VeRA")
+    plan, layers = adapters.targeted_plan(arch, anat, entries, knobs.modules_to_save, task, target_flag)
+    if layers:
+        label = f"{LAMBDAS} r={knobs.r} on {','.join(entries)}"
+        markers = (".vera_lambda_b.", ".vera_lambda_d.")
+        plan.added.append(adapters.per_layer(label, layers, lambda x: vera_expr(x, knobs.r), markers))
+    plan.train_bias = trained_biases(arch, plan, layers, knobs.bias)
+    return plan
+
+
+def trained_biases(arch, plan: Plan, layers: list[Layer], bias: str) -> set[str]:
+    """PEFT's bias option: "all" trains every bias outside the saved modules' frozen originals; "<method>_only" the
+    biases of the adapted layers."""
+    if bias == "all":
+        frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
+        return {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
+    if bias.endswith("_only"):
+        return {x.name for x in layers if x.bias}
+    return set()
+
+
+METHOD = Method(
+    name="vera",
+    trains="VeRA scaling vectors lambda_b (out) and lambda_d (r) per target Linear (shared random A, B frozen buffers)"
+    " + the head (modules_to_save)",
+    # PEFT's examples/sequence_classification/VeRA.ipynb (RoBERTa, MRPC): head_lr 1e-2, vera_lr 2e-2; one rate here,
+    # the head's (the VeRA paper's RoBERTa-base rates are 4e-3 .. 1e-2 too)
+    default_lr=1e-2,
+    prepare=prepare,
+    plan=plan,
+    knobs=Knobs,
+    kinds=("transformer",),  # PEFT's VeRA has no Conv2d layer: no CNN can take it
+    paper="Kopiczko et al. 2024, VeRA: Vector-based Random Matrix Adaptation, arXiv:2310.11454",
+    limits="convolutions (CNNs, and conv targets such as ViT's patch projection): PEFT's VeRA adapts Linear layers only.",
+)
