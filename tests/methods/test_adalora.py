@@ -6,53 +6,25 @@ folder holding config.json alone, exactly as `peftlab params` does.
 """
 
 import json
-import re
 
 import pytest
 import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, adalora, register
+from checks import (
+    backbone_of,
+    check,
+    config_folder,
+    inputs_of,
+    load_backbone,
+    one_step,
+    prepare_tiny,
+    refused,
+)
+from params.params_configs import BASE
+from peftlab.methods import REGISTRY, Context, adalora
 from peftlab.models.anatomy import anatomy
 from peftlab.params import count
 from tiny import FAMILIES, TEXT_FAMILIES, TINY, tiny_model
-
-if "adalora" not in REGISTRY:
-    register(adalora.METHOD)
-
-# --- predicted == measured (the helpers of tests/params/test_params_matrix.py) --------------------------------
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
-
-
-def folder_of(tmp_path, config: dict) -> str:
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    return str(tmp_path)
-
 
 # a second target set per family: uneven, with a k×k conv where there is one (A is r × in·kh·kw)
 OTHER_TARGETS = {
@@ -77,7 +49,7 @@ SETTINGS = {
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("family", list(TINY))
 def test_predicted_equals_measured(family, setting, tmp_path):
-    result = count(folder_of(tmp_path, TINY[family]), "adalora", SETTINGS[setting](family), num_labels=5)
+    result = count(config_folder(tmp_path, TINY[family]), "adalora", SETTINGS[setting](family), num_labels=5)
     check(result)
     rows = {r["component"]: r for r in result["breakdown"]}
     ranknum = rows[adalora.RANKNUM]
@@ -90,7 +62,7 @@ def test_predicted_equals_measured(family, setting, tmp_path):
 def test_roberta_defaults_are_peft_s_dense_targets(tmp_path):
     """PEFT's RoBERTa entry query,key,value,dense: per block q, k, v, attention.output.dense (H -> H),
     intermediate.dense (H -> F) and output.dense (F -> H), 6 modules; never the saved classifier.dense."""
-    result = count(folder_of(tmp_path, TINY["roberta"]), "adalora", num_labels=5)
+    result = count(config_folder(tmp_path, TINY["roberta"]), "adalora", num_labels=5)
     row = next(r for r in result["breakdown"] if r["component"].startswith(adalora.ADALORA))
     assert row["component"].endswith("on query,key,value,dense")
     H, F, r = 48, 100, 12
@@ -115,9 +87,7 @@ def test_peft_targets_mirror_peft_s_table():
     ],
 )
 def test_base_sizes(name, labels, trainable, total, tmp_path):
-    from params.params_configs import BASE
-
-    result = count(folder_of(tmp_path, BASE[name]), "adalora", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "adalora", num_labels=labels)
     check(result)
     assert (result["trainable"], result["total"]) == (trainable, total)
 
@@ -130,6 +100,17 @@ def prepared(family: str, knobs=None, steps: int = 3, seed: int = 0):
     anat = anatomy(model)
     knobs = knobs or adalora.Knobs()
     return adalora.prepare(model, anat, knobs, Context(task, total_steps=steps)), task, batch
+
+
+def train_steps(model, batch: dict, steps: int) -> None:
+    """The training loop's order, on one batch, in the model's current mode: backward, AdamW step (lr 1e-2),
+    after_step with the gradients still set, zero_grad."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(steps):
+        model(**batch).loss.backward()
+        opt.step()
+        adalora.after_step(model, step)
+        opt.zero_grad()
 
 
 def orth_reg(model) -> torch.Tensor:
@@ -153,18 +134,7 @@ def test_one_optimiser_step(family):
         plain = model.get_base_model()(**batch).loss
         loss = model(**batch).loss
         assert torch.allclose(loss, plain + 0.5 * orth_reg(model), rtol=1e-5, atol=1e-6)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    loss = model(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    after = {n: p.detach().clone() for n, p in model.named_parameters()}
-    frozen_moved = [
-        n for n, p in model.named_parameters() if not p.requires_grad and not torch.equal(p, before[n])
-    ]
-    assert not frozen_moved, frozen_moved[:3]
+    before, after = one_step(model, batch)
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(not torch.equal(after[n], before[n]) for n in trained if ".lora_" in n)  # E starts at 0: the
     assert not any(".ranknum." in n for n in trained)  # regulariser alone moves A and B on the first step
@@ -172,7 +142,7 @@ def test_one_optimiser_step(family):
     # the loop's call, gradients still set: scores updated, and (3 steps in all) the budget already shrinks: some
     # E entries are masked to 0, nothing else changes
     REGISTRY["adalora"].after_step(model, 0)
-    opt.zero_grad()
+    model.zero_grad()
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, after[n])]
     assert changed and all(".lora_E." in n for n in changed)
     for n in changed:
@@ -187,12 +157,7 @@ def test_default_schedule_ends_on_the_target_budget():
     steps = 4
     model, task, batch = prepared("bert", steps=steps)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for step in range(steps):
-        model(**batch).loss.backward()
-        opt.step()
-        adalora.after_step(model, step)
-        opt.zero_grad()
+    train_steps(model, batch, steps)
     state = adalora.summary(model)
     modules = len(state["final_ranks"])
     assert state["allocated"] and modules == 2 * 2  # 2 blocks × query,value
@@ -237,32 +202,23 @@ def test_training_reallocates_ranks():
 
 def test_depthwise_convs_are_refused(tmp_path):
     knobs = adalora.Knobs(target=["depthwise"])
-    with pytest.raises(
-        BadInput, match=r"^--adalora-target: AdaLoRA cannot adapt grouped/depthwise convs .*groups="
-    ):
-        count(folder_of(tmp_path, TINY["mobilenet_v2"]), "adalora", knobs, num_labels=5)
-    model, task, _ = tiny_model("mobilenet_v2")
-    with pytest.raises(BadInput, match=r"^--adalora-target: AdaLoRA cannot adapt grouped/depthwise convs"):
-        adalora.prepare(model, anatomy(model), knobs, Context(task, total_steps=10))
+    message = r"^--adalora-target: AdaLoRA cannot adapt grouped/depthwise convs"
+    folder = config_folder(tmp_path, TINY["mobilenet_v2"])
+    refused(message + " .*groups=", count, folder, "adalora", knobs, num_labels=5)
+    refused(message, prepare_tiny, adalora, "mobilenet_v2", knobs, total_steps=10)
 
 
 def test_target_r_must_be_below_init_r(tmp_path):
     knobs = adalora.Knobs(init_r=4, target_r=4)
-    with pytest.raises(BadInput, match=r"^--adalora-target-r 4: must be below --adalora-init-r 4"):
-        count(folder_of(tmp_path, TINY["bert"]), "adalora", knobs, num_labels=5)
-    model, task, _ = tiny_model("bert")
-    with pytest.raises(BadInput, match=r"^--adalora-target-r 4: must be below --adalora-init-r 4"):
-        adalora.prepare(model, anatomy(model), knobs, Context(task, total_steps=10))
+    message = r"^--adalora-target-r 4: must be below --adalora-init-r 4"
+    refused(message, count, config_folder(tmp_path, TINY["bert"]), "adalora", knobs, num_labels=5)
+    refused(message, prepare_tiny, adalora, "bert", knobs, total_steps=10)
 
 
 @pytest.mark.parametrize(("tinit", "tfinal", "steps"), [(3, 2, 5), (0, 4, 5), (0, 0, 1), (200, 1000, 90)])
 def test_too_few_steps(tinit, tfinal, steps):
-    model, task, _ = tiny_model("bert")
     knobs = adalora.Knobs(tinit=tinit, tfinal=tfinal)
-    with pytest.raises(BadInput) as e:
-        adalora.prepare(model, anatomy(model), knobs, Context(task, total_steps=steps))
-    msg = str(e.value)
-    assert "\n" not in msg
+    msg = refused(None, prepare_tiny, adalora, "bert", knobs, total_steps=steps)
     assert msg.startswith(
         f"--adalora-tinit {tinit} and --adalora-tfinal {tfinal} leave no rank budgeting phase"
     )
@@ -281,11 +237,7 @@ def pretrained_base_with_new_head(family: str):
     """The base a user reloads onto: the same backbone weights (seed 0 stands for the pretrained ones), a head
     initialised afresh (seed 1): the adapter folder must restore the trained head."""
     fresh, _, _ = tiny_model(family, seed=1)
-    head = tuple(anatomy(fresh).head)
-    backbone = {k: v for k, v in tiny_model(family, seed=0)[0].state_dict().items() if not k.startswith(head)}
-    missing = fresh.load_state_dict(backbone, strict=False).missing_keys
-    assert missing and all(k.startswith(head) for k in missing)
-    return fresh
+    return load_backbone(fresh, backbone_of(tiny_model(family, seed=0)[0]))
 
 
 # PEFT's LoRA-level check reads AdaLoRA's rank_pattern (module -> kept triplets) as LoRA's (module -> rank) and warns
@@ -307,15 +259,10 @@ def test_reload_in_plain_peft(family, tmp_path):
     # eval mode while training here: in train mode the CNNs' frozen BatchNorm layers update their running statistics,
     # buffers the adapter folder does not carry (true of every adapter method: a reload sees the base's statistics)
     model.eval()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for step in range(steps):
-        model(**batch).loss.backward()
-        opt.step()
-        adalora.after_step(model, step)
-        opt.zero_grad()
+    train_steps(model, batch, steps)
     model.eval()
     ranks = adalora.summary(model)["final_ranks"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = inputs_of(batch)
     model.save_pretrained(tmp_path / "adapter")
     with torch.no_grad():
         trained = model(**inputs).logits

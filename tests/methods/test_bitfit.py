@@ -2,56 +2,20 @@
 saved full model reloads with identical logits; the standard base sizes from config.json on the meta device.
 """
 
-import json
-import re
-
 import pytest
 import torch
 
-from peftlab.methods import REGISTRY, Context, bitfit, register
+from checks import check, config_folder, one_step, same_logits
+from params.params_configs import BASE
+from peftlab.methods import Context, bitfit
 from peftlab.models.anatomy import anatomy
 from peftlab.params import count
 from tiny import CLASSES, FAMILIES, TINY, tiny_model
 
-if "bitfit" not in REGISTRY:
-    register(bitfit.METHOD)
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("words 97×48 + 2 blocks × 3 × (48×48 + 48) = 14,448") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:  # a bare count, maybe labelled: "biases 48"
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
-
-
-def folder_of(config: dict, tmp_path) -> str:
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    return str(tmp_path)
-
 
 @pytest.mark.parametrize("family", list(TINY))
 def test_predicted_equals_measured(family, tmp_path):
-    result = count(folder_of(TINY[family], tmp_path), "bitfit", bitfit.METHOD.knobs(), num_labels=5)
+    result = count(config_folder(tmp_path, TINY[family]), "bitfit", bitfit.METHOD.knobs(), num_labels=5)
     check(result)
     rows = {r["component"]: r for r in result["breakdown"]}
     assert rows["head"]["trainable"] == rows["head"]["params"]  # the head trains whole
@@ -63,7 +27,7 @@ def test_predicted_equals_measured(family, tmp_path):
 def test_norm_biases_train_and_gains_do_not(tmp_path):
     """BitFit's b of LayerNorm / BatchNorm trains; the gain (norm weight) stays frozen."""
     for family in ("bert", "resnet"):
-        result = count(folder_of(TINY[family], tmp_path), "bitfit", num_labels=5)
+        result = count(config_folder(tmp_path, TINY[family]), "bitfit", num_labels=5)
         norms = next(r for r in result["breakdown"] if r["component"] in ("block layer norms", "stage 1"))
         assert 0 < norms["trainable"] < norms["params"], norms
 
@@ -81,16 +45,7 @@ def test_one_step_moves_biases_and_head_only(family):
     ]
     assert norms and all(f"{n}.bias" in trainable and f"{n}.weight" not in trainable for n in norms)
 
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
+    before, after = one_step(prepared, batch, all_move=False)  # a zero bias with a zero gradient stays
     assert all(not torch.equal(after[n], before[n]) for n in in_head)
     assert any(not torch.equal(after[n], before[n]) for n in trainable if n not in in_head)
 
@@ -100,19 +55,11 @@ def test_saved_model_reloads_with_identical_logits(family, tmp_path):
     """Not an adapter: the full model folder, reloaded by its class, gives the trained model's logits exactly."""
     model, task, batch = tiny_model(family)
     prepared = bitfit.prepare(model, anatomy(model), bitfit.METHOD.knobs(), Context(task))
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    prepared(**batch).loss.backward()
-    opt.step()
-    prepared.eval()
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        trained = prepared(**inputs).logits
+    one_step(prepared, batch, all_move=False)
     prepared.save_pretrained(tmp_path / "model")
     torch.manual_seed(123)
     reloaded = CLASSES[family].from_pretrained(tmp_path / "model").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(reloaded(**inputs).logits, trained, rtol=0, atol=0)
+    same_logits(prepared, reloaded, batch)
 
 
 @pytest.mark.parametrize(
@@ -125,8 +72,6 @@ def test_saved_model_reloads_with_identical_logits(family, tmp_path):
     ],
 )
 def test_base_sizes(name, labels, trainable, total, tmp_path):
-    from params.params_configs import BASE
-
-    result = count(folder_of(BASE[name], tmp_path), "bitfit", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "bitfit", num_labels=labels)
     check(result)
     assert (result["trainable"], result["total"]) == (trainable, total)

@@ -3,65 +3,35 @@ that fit each family's uneven widths), one optimiser step, PEFT's rules as one l
 reloading onto a fresh base with identical logits, and the torch block-diagonal that replaces PEFT's CUDA extension.
 """
 
-import json
-import re
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, boft, register
-from peftlab.methods.knobs import changed
+from checks import (
+    added_line,
+    backbone_of,
+    case_id,
+    check,
+    config_folder,
+    folders,
+    inputs_of,
+    matches_plan,
+    one_step,
+    prepare_tiny,
+    refused,
+    reloads_the_same,
+)
+from params.params_configs import BASE
+from peftlab.methods import Context, boft
 from peftlab.models.anatomy import anatomy
-from peftlab.params import count, measure, measure_breakdown, predict_from_config
+from peftlab.params import count, predict_from_config
 from tiny import FAMILIES, TEXT_FAMILIES, TINY, tiny_model
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "params"))
-from params_configs import BASE  # noqa: E402  (the public base models' config.json)
-
-if "boft" not in REGISTRY:
-    register(boft.METHOD)
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("2 blocks × 2 × 2 × 24 × 2×2 = 768") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
 
 
 @pytest.fixture
 def folder(tmp_path):
-    def make(family: str) -> str:
-        path = tmp_path / family
-        path.mkdir(exist_ok=True)
-        (path / "config.json").write_text(json.dumps(TINY[family]))
-        return str(path)
-
-    return make
+    return folders(tmp_path)
 
 
 K = boft.Knobs
@@ -86,10 +56,6 @@ def knob_cases(family: str) -> list:
     ]
 
 
-def case_id(family: str, knobs) -> str:
-    return ",".join([family] + [f"{k}={v}" for k, v in changed(knobs).items()])
-
-
 CASES = [(f, k) for f in TINY for k in knob_cases(f)]
 
 
@@ -98,8 +64,7 @@ def test_predicted_equals_measured(family, knobs, folder):
     result = count(folder(family), "boft", knobs, num_labels=5)
     check(result)
     for line in (boft.BOFT_R, boft.BOFT_S):
-        added = [r for r in result["breakdown"] if r["component"].startswith(line)]
-        assert len(added) == 1 and added[0]["params"] > 0 and added[0]["trainable"] == added[0]["params"]
+        added_line(result, line)
 
 
 def test_shapes_by_hand(folder):
@@ -123,8 +88,8 @@ def step_and_check(family: str, knobs):
     eval mode, batch, the base's backbone weights before training: what a pretrained checkpoint gives a fresh base)."""
     model, task, batch = tiny_model(family)
     anat = anatomy(model)
-    backbone = {n: p.clone() for n, p in model.state_dict().items() if n.split(".")[0] not in anat.head}
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    backbone = backbone_of(model)
+    inputs = inputs_of(batch)
     with torch.no_grad():
         base_logits = model(**inputs).logits
     pooling = "cls" if family in TEXT_FAMILIES else "image"
@@ -133,30 +98,13 @@ def step_and_check(family: str, knobs):
         warnings.simplefilter("always")
         prepared = boft.prepare(model, anat, knobs, Context(task))
     assert not [w for w in caught if "CUDA" in str(w.message) or "butterfly" in str(w.message)]
-    assert (measure(prepared)["trainable"], measure(prepared)["total"]) == (
-        predicted.trainable,
-        predicted.total,
-    )
-    measured = {r["component"]: (r["params"], r["trainable"]) for r in measure_breakdown(prepared, predicted)}
-    assert measured == {r["component"]: (r["params"], r["trainable"]) for r in predicted.breakdown}
+    matches_plan(prepared, predicted)
     factors = {p.shape[0] for n, p in prepared.named_parameters() if ".boft_R." in n}
     assert factors == {knobs.n_butterfly_factor}  # PEFT kept the factor asked for
     with torch.no_grad():  # R = Cayley(0) = I and s = 1: the wrapped model starts as the base model
         torch.testing.assert_close(prepared(**inputs).logits, base_logits, atol=1e-5, rtol=1e-5)
 
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    prepared.eval()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
-    still = [n for n, p in after.items() if p.requires_grad and torch.equal(p, before[n])]
-    assert not still, f"trainable weights that did not move: {still[:3]}"
+    one_step(prepared, batch)
     return prepared, batch, backbone
 
 
@@ -168,26 +116,16 @@ STEP_CASES += [("resnet", K(block_size=2, target=["spatial"]))]
 
 @pytest.mark.parametrize(("family", "knobs"), STEP_CASES, ids=[case_id(*c) for c in STEP_CASES])
 def test_one_step_and_reload(family, knobs, tmp_path):
-    from peft import PeftModel
-
     trained, batch, backbone = step_and_check(family, knobs)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    trained.save_pretrained(tmp_path / "adapter")
     fresh, _, _ = tiny_model(family, seed=1)  # another random head: only the saved copy can bring it back
-    missing = fresh.load_state_dict(
-        backbone, strict=False
-    ).missing_keys  # the "pretrained" backbone, as loaded
-    assert missing and all(n.split(".")[0] in anatomy(fresh).head for n in missing)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
-    if family in ("mobilenet_v2", "resnet"):
-        # BatchNorm's running statistics moved in the train-mode step; PEFT saves adapters + modules_to_save only
-        stats = dict(trained.named_buffers())
-        for name, buf in reloaded.named_buffers():
-            buf.copy_(stats[name])
-    with torch.no_grad():
-        want, got = trained(**inputs).logits, reloaded(**inputs).logits
-    assert want.shape == (4, 5)
-    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    reloads_the_same(
+        trained,
+        batch,
+        backbone,
+        fresh,
+        tmp_path / "adapter",
+        stats_apart=family in ("mobilenet_v2", "resnet"),
+    )
 
 
 def test_torch_block_diag_is_the_kernel():
@@ -207,7 +145,7 @@ def test_torch_block_diag_is_the_kernel():
 def test_factor_one_matches_peft_own_torch_path():
     """With F = 1 PEFT can run without the extension (torch.block_diag); after a step both paths give the same logits."""
     trained, batch, _ = step_and_check("bert", K(block_size=6))
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = inputs_of(batch)
     layers = [m for m in trained.modules() if hasattr(m, "fbd_cuda_available")]
     assert layers and all(m.fbd_cuda_available for m in layers)
     with torch.no_grad():
@@ -274,15 +212,10 @@ BAD = [
 
 @pytest.mark.parametrize(("family", "knobs", "message"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_input_is_one_line_naming_the_flag(family, knobs, message, folder):
-    with pytest.raises(BadInput, match=message) as e:
-        count(folder(family), "boft", knobs, num_labels=5)
-    assert "\n" not in str(e.value)
+    refused(message, count, folder(family), "boft", knobs, num_labels=5)
     if "must be" in message:
         return  # a knob's own check: count() runs it before prepare, `peftlab run` too
-    model, task, _ = tiny_model(family)
-    with pytest.raises(BadInput, match=message) as e:
-        boft.prepare(model, anatomy(model), knobs, Context(task))
-    assert "\n" not in str(e.value)
+    refused(message, prepare_tiny, boft, family, knobs)
 
 
 @pytest.mark.parametrize(
@@ -290,8 +223,7 @@ def test_bad_input_is_one_line_naming_the_flag(family, knobs, message, folder):
 )
 def test_base_sizes(name, labels, tmp_path):
     """PEFT's defaults at 768: 192 blocks of 4×4 and 768 scales on query and value of each of 12 blocks."""
-    (tmp_path / "config.json").write_text(json.dumps(BASE[name]))
-    result = count(str(tmp_path), "boft", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "boft", num_labels=labels)
     check(result)
     r = next(r for r in result["breakdown"] if r["component"].startswith(boft.BOFT_R))
     assert r["params"] == 12 * 2 * 192 * 16

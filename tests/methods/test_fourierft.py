@@ -3,67 +3,34 @@ optimiser step, bad input as one line naming the flag (CNNs refused; n_frequency
 largest value that fits), and a saved adapter reloading onto a fresh base with identical logits.
 """
 
-import json
-import re
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, fourierft, register
-from peftlab.methods.knobs import changed
+from checks import (
+    added_line,
+    case_id,
+    check,
+    config_folder,
+    folders,
+    inputs_of,
+    planned_step,
+    prepare_tiny,
+    refused,
+    reloads_the_same,
+)
+from params.params_configs import BASE
+from peftlab.methods import Context, fourierft
 from peftlab.models.anatomy import anatomy
-from peftlab.params import count, measure, measure_breakdown, predict_from_config
-from tiny import FAMILIES, TEXT_FAMILIES, TINY, tiny_model
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "params"))
-from params_configs import BASE  # noqa: E402  (the public base models' config.json)
-
-if "fourierft" not in REGISTRY:
-    register(fourierft.METHOD)
+from peftlab.params import count
+from tiny import FAMILIES, TINY, tiny_model
 
 CNNS = [f for f in TINY if f.startswith(("mobilenet", "resnet"))]
 TRANSFORMERS = [f for f in TINY if f not in CNNS]
 
 
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("2 blocks × 2 × 1000 = 4,000") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
-
-
 @pytest.fixture
 def folder(tmp_path):
-    def make(family: str) -> str:
-        path = tmp_path / family
-        path.mkdir(exist_ok=True)
-        (path / "config.json").write_text(json.dumps(TINY[family]))
-        return str(path)
-
-    return make
+    return folders(tmp_path)
 
 
 def knob_cases(family: str) -> list[fourierft.Knobs]:
@@ -80,10 +47,6 @@ def knob_cases(family: str) -> list[fourierft.Knobs]:
     return cases
 
 
-def case_id(family: str, knobs) -> str:
-    return ",".join([family] + [f"{k}={v}" for k, v in changed(knobs).items()])
-
-
 CASES = [(f, k) for f in TRANSFORMERS for k in knob_cases(f)]
 
 
@@ -91,8 +54,7 @@ CASES = [(f, k) for f in TRANSFORMERS for k in knob_cases(f)]
 def test_predicted_equals_measured(family, knobs, folder):
     result = count(folder(family), "fourierft", knobs, num_labels=5)
     check(result)
-    added = [r for r in result["breakdown"] if r["component"].startswith(fourierft.SPECTRUM)]
-    assert len(added) == 1 and added[0]["params"] > 0 and added[0]["trainable"] == added[0]["params"]
+    added_line(result, fourierft.SPECTRUM)
 
 
 def test_shapes_by_hand(folder):
@@ -106,7 +68,7 @@ def test_shapes_by_hand(folder):
 def test_initial_spectrum(init_weights, unchanged):
     """PEFT's default spectrum is standard normal (the model changes before any step); init_weights starts at zero."""
     model, task, batch = tiny_model("bert")
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = inputs_of(batch)
     with torch.no_grad():
         base = model(**inputs).logits
     prepared = fourierft.prepare(
@@ -117,36 +79,11 @@ def test_initial_spectrum(init_weights, unchanged):
 
 
 def step_and_check(family: str, knobs):
-    """Prepare, compare with the arithmetic, take one AdamW step -> (model in eval mode, batch, the base's backbone
-    weights before training: what a pretrained checkpoint gives a fresh base)."""
-    model, task, batch = tiny_model(family)
-    anat = anatomy(model)
-    backbone = {n: p.clone() for n, p in model.state_dict().items() if n.split(".")[0] not in anat.head}
-    pooling = "cls" if family in TEXT_FAMILIES else "image"
-    predicted = predict_from_config(model.config, task, 5, fourierft.METHOD, knobs, pooling=pooling)
-    prepared = fourierft.prepare(model, anat, knobs, Context(task))
-    assert (measure(prepared)["trainable"], measure(prepared)["total"]) == (
-        predicted.trainable,
-        predicted.total,
+    """Prepare as planned, take one AdamW step -> (model in eval mode, batch, the base's backbone weights before
+    training: what a pretrained checkpoint gives a fresh base)."""
+    prepared, batch, backbone = planned_step(
+        fourierft.METHOD, tiny_model(family), knobs, graded=".fourierft_spectrum."
     )
-    measured = {r["component"]: (r["params"], r["trainable"]) for r in measure_breakdown(prepared, predicted)}
-    assert measured == {r["component"]: (r["params"], r["trainable"]) for r in predicted.breakdown}
-
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    vectors = {n: p for n, p in prepared.named_parameters() if ".fourierft_spectrum." in n}
-    assert vectors and all(p.requires_grad and p.grad.abs().sum() > 0 for p in vectors.values())
-    opt.step()
-    prepared.eval()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
-    still = [n for n, p in after.items() if p.requires_grad and torch.equal(p, before[n])]
-    assert not still, f"trainable weights that did not move: {still[:3]}"
     return prepared, batch, backbone
 
 
@@ -158,21 +95,9 @@ STEP_CASES += [("distilbert", fourierft.Knobs(n_frequency=50, bias="all"))]
 
 @pytest.mark.parametrize(("family", "knobs"), STEP_CASES, ids=[case_id(*c) for c in STEP_CASES])
 def test_one_step_and_reload(family, knobs, tmp_path):
-    from peft import PeftModel
-
     trained, batch, backbone = step_and_check(family, knobs)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    trained.save_pretrained(tmp_path / "adapter")
     fresh, _, _ = tiny_model(family, seed=1)  # another random head: only the saved copy can bring it back
-    missing = fresh.load_state_dict(
-        backbone, strict=False
-    ).missing_keys  # the "pretrained" backbone, as loaded
-    assert missing and all(n.split(".")[0] in anatomy(fresh).head for n in missing)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
-    with torch.no_grad():
-        want, got = trained(**inputs).logits, reloaded(**inputs).logits
-    assert want.shape == (4, 5)
-    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    reloads_the_same(trained, batch, backbone, fresh, tmp_path / "adapter")
 
 
 BAD = [
@@ -195,13 +120,8 @@ BAD = [
 
 @pytest.mark.parametrize(("family", "knobs", "flag"), BAD, ids=[b[2] + "-" + b[0] for b in BAD])
 def test_bad_input_names_the_flag(family, knobs, flag, folder):
-    with pytest.raises(BadInput, match=flag) as e:
-        count(folder(family), "fourierft", knobs, num_labels=5)
-    assert "\n" not in str(e.value)
-    model, task, _ = tiny_model(family)
-    with pytest.raises(BadInput, match=flag) as e:
-        fourierft.prepare(model, anatomy(model), knobs, Context(task))
-    assert "\n" not in str(e.value)
+    refused(flag, count, folder(family), "fourierft", knobs, num_labels=5)
+    refused(flag, prepare_tiny, fourierft, family, knobs)
 
 
 TOO_MANY = [
@@ -217,24 +137,23 @@ def test_n_frequency_above_a_target_size_names_the_largest_that_fits(family, kno
     """PEFT refuses n > in × out deep inside get_peft_model; the line names the knob, the smallest target and its size."""
     want = f"--fourierft-n-frequency {knobs.n_frequency}: more than the .* = {most} weight entries of {layer}; use "
     want += f"--fourierft-n-frequency {most} or less"
-    with pytest.raises(BadInput, match=want):
-        count(folder(family), "fourierft", knobs, num_labels=5)
-    model, task, _ = tiny_model(family)
-    with pytest.raises(BadInput, match=want):
-        fourierft.prepare(model, anatomy(model), knobs, Context(task))
+    refused(want, count, folder(family), "fourierft", knobs, num_labels=5)
+    refused(want, prepare_tiny, fourierft, family, knobs)
 
 
 @pytest.mark.parametrize("family", CNNS)
 def test_cnns_are_refused_in_one_line(family, folder):
     """No CNN has a Linear layer FourierFT could take: the method does not apply (count), and prepare, called
     directly, names the target flag before PEFT's TypeError."""
-    with pytest.raises(BadInput, match="--method fourierft: does not apply to") as e:
-        count(folder(family), "fourierft", num_labels=5)
-    assert "\n" not in str(e.value)
+    refused("--method fourierft: does not apply to", count, folder(family), "fourierft", num_labels=5)
     if family in FAMILIES:
-        model, task, _ = tiny_model(family)
-        with pytest.raises(BadInput, match="--fourierft-target: FourierFT adapts Linear layers only"):
-            fourierft.prepare(model, anatomy(model), fourierft.Knobs(), Context(task))
+        refused(
+            "--fourierft-target: FourierFT adapts Linear layers only",
+            prepare_tiny,
+            fourierft,
+            family,
+            fourierft.Knobs(),
+        )
 
 
 @pytest.mark.parametrize(
@@ -247,7 +166,6 @@ def test_cnns_are_refused_in_one_line(family, folder):
     ],
 )
 def test_base_sizes(name, labels, trainable, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(BASE[name]))
-    result = count(str(tmp_path), "fourierft", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "fourierft", num_labels=labels)
     check(result)
     assert result["trainable"] == trainable

@@ -3,64 +3,28 @@ reproduced exactly, one optimiser step, bad input as one line naming the flag, a
 fresh base with identical logits.
 """
 
-import json
-import re
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, ia3, register
-from peftlab.methods.knobs import changed
+from checks import (
+    case_id,
+    check,
+    config_folder,
+    folders,
+    planned_step,
+    prepare_tiny,
+    refused,
+    reloads_the_same,
+)
+from params.params_configs import BASE
+from peftlab.methods import Context, ia3
 from peftlab.models.anatomy import anatomy
-from peftlab.params import count, measure, measure_breakdown, predict_from_config
-from tiny import FAMILIES, TEXT_FAMILIES, TINY, tiny_model
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "params"))
-from params_configs import BASE  # noqa: E402  (the public base models' config.json)
-
-if "ia3" not in REGISTRY:
-    register(ia3.METHOD)
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("2 blocks × [48 + 100] = 296") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
+from peftlab.params import count
+from tiny import FAMILIES, TINY, tiny_model
 
 
 @pytest.fixture
 def folder(tmp_path):
-    def make(family: str) -> str:
-        path = tmp_path / family
-        path.mkdir(exist_ok=True)
-        (path / "config.json").write_text(json.dumps(TINY[family]))
-        return str(path)
-
-    return make
+    return folders(tmp_path)
 
 
 def knob_cases(family: str) -> list[ia3.Knobs]:
@@ -94,10 +58,6 @@ def knob_cases(family: str) -> list[ia3.Knobs]:
                 K(target=["query", "output.dense"], feedforward=["output.dense"], modules_to_save=saved)
             ]
     return cases
-
-
-def case_id(family: str, knobs) -> str:
-    return ",".join([family] + [f"{k}={v}" for k, v in changed(knobs).items()])
 
 
 CASES = [(f, k) for f in TINY for k in knob_cases(f)]
@@ -155,36 +115,9 @@ def test_defaults_are_peft_own_defaults(family):
 
 
 def step_and_check(family: str, knobs):
-    """Prepare, compare with the arithmetic, take one AdamW step -> (model in eval mode, batch, the base's backbone
-    weights before training: what a pretrained checkpoint gives a fresh base)."""
-    model, task, batch = tiny_model(family)
-    anat = anatomy(model)
-    backbone = {n: p.clone() for n, p in model.state_dict().items() if n.split(".")[0] not in anat.head}
-    pooling = "cls" if family in TEXT_FAMILIES else "image"
-    predicted = predict_from_config(model.config, task, 5, ia3.METHOD, knobs, pooling=pooling)
-    prepared = ia3.prepare(model, anat, knobs, Context(task))
-    assert (measure(prepared)["trainable"], measure(prepared)["total"]) == (
-        predicted.trainable,
-        predicted.total,
-    )
-    measured = {r["component"]: (r["params"], r["trainable"]) for r in measure_breakdown(prepared, predicted)}
-    assert measured == {r["component"]: (r["params"], r["trainable"]) for r in predicted.breakdown}
-
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    vectors = {n: p for n, p in prepared.named_parameters() if ".ia3_l." in n}
-    assert vectors and all(p.requires_grad and p.grad.abs().sum() > 0 for p in vectors.values())
-    opt.step()
-    prepared.eval()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
-    still = [n for n, p in after.items() if p.requires_grad and torch.equal(p, before[n])]
-    assert not still, f"trainable weights that did not move: {still[:3]}"
+    """Prepare as planned, take one AdamW step -> (model in eval mode, batch, the base's backbone weights before
+    training: what a pretrained checkpoint gives a fresh base)."""
+    prepared, batch, backbone = planned_step(ia3.METHOD, tiny_model(family), knobs, graded=".ia3_l.")
     return prepared, batch, backbone
 
 
@@ -197,29 +130,16 @@ STEP_CASES += [("mobilenet_v2", ia3.Knobs(target=["depthwise", "pointwise"], fee
 
 @pytest.mark.parametrize(("family", "knobs"), STEP_CASES, ids=[case_id(*c) for c in STEP_CASES])
 def test_one_step_and_reload(family, knobs, tmp_path):
-    from peft import PeftModel
-
     trained, batch, backbone = step_and_check(family, knobs)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    trained.save_pretrained(tmp_path / "adapter")
     fresh, _, _ = tiny_model(family, seed=1)  # another random head: only the saved copy can bring it back
-    missing = fresh.load_state_dict(
-        backbone, strict=False
-    ).missing_keys  # the "pretrained" backbone, as loaded
-    assert missing and all(n.split(".")[0] in anatomy(fresh).head for n in missing)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
-    if family in ("mobilenet_v2", "resnet"):
-        # BatchNorm's running statistics moved in the train-mode step; PEFT saves adapters + modules_to_save only,
-        # so a reload computes other logits until they are brought over (as tests/methods/test_loha.py does)
-        with torch.no_grad():
-            assert not torch.equal(trained(**inputs).logits, reloaded(**inputs).logits)
-        stats = dict(trained.named_buffers())
-        for name, buf in reloaded.named_buffers():
-            buf.copy_(stats[name])
-    with torch.no_grad():
-        want, got = trained(**inputs).logits, reloaded(**inputs).logits
-    assert want.shape == (4, 5)
-    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    reloads_the_same(
+        trained,
+        batch,
+        backbone,
+        fresh,
+        tmp_path / "adapter",
+        stats_apart=family in ("mobilenet_v2", "resnet"),
+    )
 
 
 BAD = [
@@ -237,13 +157,8 @@ BAD = [
 
 @pytest.mark.parametrize(("family", "knobs", "flag"), BAD, ids=[b[2] + "-" + b[0] for b in BAD])
 def test_bad_input_names_the_flag(family, knobs, flag, folder):
-    with pytest.raises(BadInput, match=flag) as e:
-        count(folder(family), "ia3", knobs, num_labels=5)
-    assert "\n" not in str(e.value)
-    model, task, _ = tiny_model(family)
-    with pytest.raises(BadInput, match=flag) as e:
-        ia3.prepare(model, anatomy(model), knobs, Context(task))
-    assert "\n" not in str(e.value)
+    refused(flag, count, folder(family), "ia3", knobs, num_labels=5)
+    refused(flag, prepare_tiny, ia3, family, knobs)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +172,6 @@ def test_bad_input_names_the_flag(family, knobs, flag, folder):
     ],
 )
 def test_base_sizes(name, labels, trainable, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(BASE[name]))
-    result = count(str(tmp_path), "ia3", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "ia3", num_labels=labels)
     check(result)
     assert result["trainable"] == trainable

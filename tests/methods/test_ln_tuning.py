@@ -3,56 +3,29 @@ saved modules, one step moves only the norm copies and the head copy, the adapte
 identical logits, bad targets are one line of bad input; the standard base sizes on the meta device.
 """
 
-import json
-import re
-
 import pytest
 import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, ln_tuning, register
+from checks import (
+    backbone_of,
+    check,
+    config_folder,
+    formula_value,
+    inputs_of,
+    one_step,
+    prepare_tiny,
+    refused,
+    reloads_the_same,
+)
+from params.params_configs import BASE
+from peftlab.methods import Context, ln_tuning
 from peftlab.models.anatomy import anatomy
 from peftlab.params import count
 from tiny import FAMILIES, TINY, tiny_model
 
-if "ln-tuning" not in REGISTRY:
-    register(ln_tuning.METHOD)
-
 Knobs = ln_tuning.Knobs
 # PEFT warns "Unsupported layer type" for every norm PeftModel.from_pretrained wraps (prepare silences its own)
 pytestmark = pytest.mark.filterwarnings("ignore:Unsupported layer type:UserWarning")
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("words 97×48 + 2 blocks × 3 × (48×48 + 48) = 14,448") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:  # a bare count, maybe labelled: "biases 48"
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
-
-
-def folder_of(config: dict, tmp_path) -> str:
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    return str(tmp_path)
 
 
 def copies(result: dict) -> dict:
@@ -66,7 +39,7 @@ def norm_params(result: dict) -> int:
 
 @pytest.mark.parametrize("family", list(TINY))
 def test_defaults_predicted_equals_measured(family, tmp_path):
-    result = count(folder_of(TINY[family], tmp_path), "ln-tuning", Knobs(), num_labels=5)
+    result = count(config_folder(tmp_path, TINY[family]), "ln-tuning", Knobs(), num_labels=5)
     check(result)
     line = copies(result)
     assert line["params"] == line["trainable"] > 0
@@ -95,9 +68,9 @@ KNOB_CASES = [
 
 @pytest.mark.parametrize(("family", "knobs"), KNOB_CASES, ids=lambda x: x if isinstance(x, str) else repr(x))
 def test_knobs_predicted_equals_measured(family, knobs, tmp_path):
-    result = count(folder_of(TINY[family], tmp_path), "ln-tuning", knobs, num_labels=5)
+    result = count(config_folder(tmp_path, TINY[family]), "ln-tuning", knobs, num_labels=5)
     check(result)
-    default = count(folder_of(TINY[family], tmp_path), "ln-tuning", Knobs(), num_labels=5)
+    default = count(config_folder(tmp_path, TINY[family]), "ln-tuning", Knobs(), num_labels=5)
     assert 0 < copies(result)["params"] <= copies(default)["params"]
     if knobs.target is None and knobs.modules_to_save is not None:
         assert copies(result)["params"] <= norm_params(result)
@@ -117,20 +90,17 @@ def test_knobs_predicted_equals_measured(family, knobs, tmp_path):
     ],
 )
 def test_bad_targets_are_one_line_of_bad_input(family, knobs, flag, tmp_path):
-    with pytest.raises(BadInput) as plan_error:
-        count(folder_of(TINY[family], tmp_path), "ln-tuning", knobs, num_labels=5)
-    assert str(plan_error.value).startswith(flag) and "\n" not in str(plan_error.value)
+    assert refused(
+        None, count, config_folder(tmp_path, TINY[family]), "ln-tuning", knobs, num_labels=5
+    ).startswith(flag)
     if family in FAMILIES:
-        model, task, _ = tiny_model(family)
-        with pytest.raises(BadInput) as prepare_error:
-            ln_tuning.prepare(model, anatomy(model), knobs, Context(task))
-        assert str(prepare_error.value).startswith(flag) and "\n" not in str(prepare_error.value)
+        assert refused(None, prepare_tiny, ln_tuning, family, knobs).startswith(flag)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_one_step_moves_only_the_copies(family):
     model, task, batch = tiny_model(family)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = inputs_of(batch)
     with torch.no_grad():
         base_logits = model(**inputs).logits
     prepared = ln_tuning.prepare(model, anatomy(model), Knobs(), Context(task))
@@ -139,16 +109,8 @@ def test_one_step_moves_only_the_copies(family):
     trainable = [n for n, p in prepared.named_parameters() if p.requires_grad]
     assert trainable and all(".ln_tuning_layers." in n or ".modules_to_save." in n for n in trainable)
 
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
+    # asked of the copies: that some move (below), not each one (all_move=False)
+    before, after = one_step(prepared, batch, all_move=False)
     moved = {n for n in trainable if not torch.equal(after[n], before[n])}
     assert any(".ln_tuning_layers." in n for n in moved) and any(".modules_to_save." in n for n in moved)
 
@@ -157,32 +119,12 @@ def test_one_step_moves_only_the_copies(family):
 def test_adapter_reloads_onto_a_fresh_base(family, tmp_path):
     """save_pretrained -> PeftModel.from_pretrained on the same backbone with another random head: the same logits,
     exactly (BatchNorm copies bring their running statistics: buffers of the copy, saved with it)."""
-    from peft import PeftModel
-
     model, task, batch = tiny_model(family)
-    anat = anatomy(model)
-    pretrained = {
-        k: v.clone() for k, v in model.state_dict().items()
-    }  # the "pretrained" backbone of both bases
-    prepared = ln_tuning.prepare(model, anat, Knobs(), Context(task))
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    prepared(**batch).loss.backward()
-    opt.step()
-    prepared.eval()
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        trained = prepared(**inputs).logits
-    prepared.save_pretrained(tmp_path / "adapter")
-
-    base, _, _ = tiny_model(family, seed=1)  # another random head; the same backbone weights
-    backbone = {k: v for k, v in pretrained.items() if k.split(".")[0] not in anat.head}
-    assert base.load_state_dict(backbone, strict=False).unexpected_keys == []
-    with torch.no_grad():
-        assert not torch.equal(base(**inputs).logits, trained)
-    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(reloaded(**inputs).logits, trained, rtol=0, atol=0)
+    backbone = backbone_of(model)  # the "pretrained" backbone of both bases
+    prepared = ln_tuning.prepare(model, anatomy(model), Knobs(), Context(task))
+    one_step(prepared, batch, all_move=False)
+    fresh, _, _ = tiny_model(family, seed=1)  # another random head; the same backbone weights
+    reloads_the_same(prepared, batch, backbone, fresh, tmp_path / "adapter")
 
 
 @pytest.mark.parametrize(
@@ -195,8 +137,6 @@ def test_adapter_reloads_onto_a_fresh_base(family, tmp_path):
     ],
 )
 def test_base_sizes(name, labels, trainable, total, tmp_path):
-    from params.params_configs import BASE
-
-    result = count(folder_of(BASE[name], tmp_path), "ln-tuning", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "ln-tuning", num_labels=labels)
     check(result)
     assert (result["trainable"], result["total"]) == (trainable, total)

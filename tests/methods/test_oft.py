@@ -3,64 +3,28 @@ uneven widths), one optimiser step, PEFT's rules as one line naming the flag, an
 fresh base with identical logits; the default block size 32 at the base sizes.
 """
 
-import json
-import re
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, Context, oft, register
-from peftlab.methods.knobs import changed
-from peftlab.models.anatomy import anatomy
-from peftlab.params import count, measure, measure_breakdown, predict_from_config
-from tiny import FAMILIES, TEXT_FAMILIES, TINY, tiny_model
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "params"))
-from params_configs import BASE  # noqa: E402  (the public base models' config.json)
-
-if "oft" not in REGISTRY:
-    register(oft.METHOD)
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("2 blocks × 2 × 12 × 4×3/2 = 288") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
+from checks import (
+    added_line,
+    case_id,
+    check,
+    config_folder,
+    folders,
+    planned_step,
+    prepare_tiny,
+    refused,
+    reloads_the_same,
+)
+from params.params_configs import BASE
+from peftlab.methods import oft
+from peftlab.params import count
+from tiny import FAMILIES, TINY, tiny_model
 
 
 @pytest.fixture
 def folder(tmp_path):
-    def make(family: str) -> str:
-        path = tmp_path / family
-        path.mkdir(exist_ok=True)
-        (path / "config.json").write_text(json.dumps(TINY[family]))
-        return str(path)
-
-    return make
+    return folders(tmp_path)
 
 
 K = oft.Knobs
@@ -88,10 +52,6 @@ def knob_cases(family: str) -> list:
     ]
 
 
-def case_id(family: str, knobs) -> str:
-    return ",".join([family] + [f"{k}={v}" for k, v in changed(knobs).items()])
-
-
 CASES = [(f, k) for f in TINY for k in knob_cases(f)]
 
 
@@ -99,8 +59,7 @@ CASES = [(f, k) for f in TINY for k in knob_cases(f)]
 def test_predicted_equals_measured(family, knobs, folder):
     result = count(folder(family), "oft", knobs, num_labels=5)
     check(result)
-    added = [r for r in result["breakdown"] if r["component"].startswith(oft.OFT)]
-    assert len(added) == 1 and added[0]["params"] > 0 and added[0]["trainable"] == added[0]["params"]
+    added_line(result, oft.OFT)
 
 
 def test_shapes_by_hand(folder):
@@ -118,40 +77,11 @@ def test_shapes_by_hand(folder):
 
 
 def step_and_check(family: str, knobs):
-    """Prepare, compare with the arithmetic, take one AdamW step -> (model in eval mode, batch, the base's backbone
-    weights before training: what a pretrained checkpoint gives a fresh base)."""
-    model, task, batch = tiny_model(family)
-    anat = anatomy(model)
-    backbone = {n: p.clone() for n, p in model.state_dict().items() if n.split(".")[0] not in anat.head}
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        base_logits = model(**inputs).logits
-    pooling = "cls" if family in TEXT_FAMILIES else "image"
-    predicted = predict_from_config(model.config, task, 5, oft.METHOD, knobs, pooling=pooling)
-    prepared = oft.prepare(model, anat, knobs, Context(task))
-    assert (measure(prepared)["trainable"], measure(prepared)["total"]) == (
-        predicted.trainable,
-        predicted.total,
-    )
-    measured = {r["component"]: (r["params"], r["trainable"]) for r in measure_breakdown(prepared, predicted)}
-    assert measured == {r["component"]: (r["params"], r["trainable"]) for r in predicted.breakdown}
-    with torch.no_grad():  # R = Cayley(0) = I: the wrapped model starts as the base model
-        torch.testing.assert_close(prepared(**inputs).logits, base_logits, atol=1e-5, rtol=1e-5)
-
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    opt.step()
-    prepared.eval()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
-    still = [n for n, p in after.items() if p.requires_grad and torch.equal(p, before[n])]
-    assert not still, f"trainable weights that did not move: {still[:3]}"
-    assert any(".oft_R." in n for n, p in after.items() if p.requires_grad)
+    """Prepare as planned, take one AdamW step -> (model in eval mode, batch, the base's backbone weights before
+    training: what a pretrained checkpoint gives a fresh base)."""
+    # R = Cayley(0) = I: the wrapped model starts as the base model
+    prepared, batch, backbone = planned_step(oft.METHOD, tiny_model(family), knobs, starts_as_base=1e-5)
+    assert any(".oft_R." in n for n, p in prepared.named_parameters() if p.requires_grad)
     return prepared, batch, backbone
 
 
@@ -162,26 +92,16 @@ STEP_CASES += [("vit", K(block_size=4, target=["attn_out", "ffn_out"], coft=True
 
 @pytest.mark.parametrize(("family", "knobs"), STEP_CASES, ids=[case_id(*c) for c in STEP_CASES])
 def test_one_step_and_reload(family, knobs, tmp_path):
-    from peft import PeftModel
-
     trained, batch, backbone = step_and_check(family, knobs)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    trained.save_pretrained(tmp_path / "adapter")
     fresh, _, _ = tiny_model(family, seed=1)  # another random head: only the saved copy can bring it back
-    missing = fresh.load_state_dict(
-        backbone, strict=False
-    ).missing_keys  # the "pretrained" backbone, as loaded
-    assert missing and all(n.split(".")[0] in anatomy(fresh).head for n in missing)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
-    if family in ("mobilenet_v2", "resnet"):
-        # BatchNorm's running statistics moved in the train-mode step; PEFT saves adapters + modules_to_save only
-        stats = dict(trained.named_buffers())
-        for name, buf in reloaded.named_buffers():
-            buf.copy_(stats[name])
-    with torch.no_grad():
-        want, got = trained(**inputs).logits, reloaded(**inputs).logits
-    assert want.shape == (4, 5)
-    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    reloads_the_same(
+        trained,
+        batch,
+        backbone,
+        fresh,
+        tmp_path / "adapter",
+        stats_apart=family in ("mobilenet_v2", "resnet"),
+    )
 
 
 BAD = [
@@ -220,15 +140,10 @@ BAD = [
 
 @pytest.mark.parametrize(("family", "knobs", "message"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_input_is_one_line_naming_the_flag(family, knobs, message, folder):
-    with pytest.raises(BadInput, match=message) as e:
-        count(folder(family), "oft", knobs, num_labels=5)
-    assert "\n" not in str(e.value)
+    refused(message, count, folder(family), "oft", knobs, num_labels=5)
     if "must be a positive number" in message:
         return  # a knob's own check: count() runs it before prepare, `peftlab run` too
-    model, task, _ = tiny_model(family)
-    with pytest.raises(BadInput, match=message) as e:
-        oft.prepare(model, anatomy(model), knobs, Context(task))
-    assert "\n" not in str(e.value)
+    refused(message, prepare_tiny, oft, family, knobs)
 
 
 def test_peft_would_silently_change_the_block_size():
@@ -248,8 +163,7 @@ def test_peft_would_silently_change_the_block_size():
 )
 def test_base_sizes(name, labels, tmp_path):
     """The default block size 32 divides 768: 24 blocks of 32×31/2 on query and value of each of 12 blocks."""
-    (tmp_path / "config.json").write_text(json.dumps(BASE[name]))
-    result = count(str(tmp_path), "oft", num_labels=labels)
+    result = count(config_folder(tmp_path, BASE[name]), "oft", num_labels=labels)
     check(result)
     line = next(r for r in result["breakdown"] if r["component"].startswith(oft.OFT))
     assert line["params"] == 12 * 2 * 24 * 32 * 31 // 2

@@ -6,30 +6,29 @@ Run: pytest tests/methods/test_prompt_methods.py
 """
 
 import inspect
-import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import transformers as T
 
 import peftlab.models  # noqa: F401  (registers the mean-pooling classes with the Auto classes)
-from peftlab.errors import BadInput
-from peftlab.methods import REGISTRY, TEXT, Context, p_tuning, prefix_tuning, prompt_tuning, register
+from checks import (
+    check,
+    config_folder,
+    folders,
+    inputs_of,
+    planned_step,
+    refused,
+    reload_adapter,
+)
+from peftlab.methods import TEXT, Context, p_tuning, prefix_tuning, prompt_tuning
 from peftlab.models import MeanPoolConfig, MeanPoolForSequenceClassification
 from peftlab.models.anatomy import anatomy
-from peftlab.params import count, measure, measure_breakdown, predict_from_config
-from tiny import TEXT_FAMILIES, TINY, tiny_config, tiny_model
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "params"))
-from params_configs import BASE  # noqa: E402  (the public base models' config.json)
+from peftlab.params import count, measure, predict_from_config
+from tiny import TEXT_FAMILIES, tiny_config, tiny_model
 
 MODULES = {"prompt-tuning": prompt_tuning, "prefix-tuning": prefix_tuning, "p-tuning": p_tuning}
-for _module in MODULES.values():
-    if _module.METHOD.name not in REGISTRY:
-        register(_module.METHOD)
 
 BUILDS = [(f, pooling) for pooling in ("cls", "mean") for f in TEXT_FAMILIES]
 
@@ -53,50 +52,11 @@ def applies(method: str, family: str, pooling: str) -> bool:
     return MEANPOOL_PREFIX if pooling == "mean" else CLS_PREFIX[family]
 
 
-# --- helpers copied from tests/params/test_params_matrix.py ------------------------------------------------------
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("2 blocks × 20 × 2×48 = 3,840") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
-
-
 @pytest.fixture
 def folder(tmp_path):
     """folder(name, pooling) -> a folder with only config.json (and modules.json, the sentence-transformers marker
     that makes load_model build the mean-pooling classifier)."""
-
-    def make(name: str, pooling: str = "cls") -> str:
-        path = tmp_path / f"{name.replace('/', '_')}-{pooling}"
-        path.mkdir(exist_ok=True)
-        (path / "config.json").write_text(json.dumps(TINY.get(name) or BASE[name]))
-        if pooling == "mean":
-            (path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "x"}]))
-        return str(path)
-
-    return make
+    return folders(tmp_path)
 
 
 def build(family: str, pooling: str, seed: int = 0):
@@ -107,12 +67,6 @@ def build(family: str, pooling: str, seed: int = 0):
         config = MeanPoolConfig(encoder_config=tiny_config(family), num_labels=5)
         model = MeanPoolForSequenceClassification(config).eval()
     return model, batch
-
-
-def one_line(err) -> str:
-    text = str(err.value)
-    assert "\n" not in text, text
-    return text
 
 
 # --- predicted == measured -----------------------------------------------------------------------------------------
@@ -139,8 +93,8 @@ def case_id(method, family, pooling, knobs) -> str:
 def test_predicted_equals_measured(method, family, pooling, knobs, folder):
     module = MODULES[method]
     if not applies(method, family, pooling):
-        with pytest.raises(BadInput, match=f"--method {method}: does not apply to {family}"):
-            count(folder(family, pooling), method, module.Knobs(**knobs), num_labels=5)
+        expected = f"--method {method}: does not apply to {family}"
+        refused(expected, count, folder(family, pooling), method, module.Knobs(**knobs), num_labels=5)
         return
     result = count(folder(family, pooling), method, module.Knobs(**knobs), num_labels=5)
     check(result)
@@ -193,8 +147,12 @@ ROBERTA_LARGE = {"model_type": "roberta", "vocab_size": 50265, "hidden_size": 10
 def test_the_count_peft_prints_in_its_p_tuning_example(tmp_path):
     """PEFT's examples/sequence_classification/P_Tuning.ipynb (roberta-large, 2 labels, n=20, encoder_hidden_size=128)
     prints "trainable params: 1351938": 20×1024 + MLP 1024 -> 128 -> 128 -> 1024 + the classifier head's copy."""
-    (tmp_path / "config.json").write_text(json.dumps(ROBERTA_LARGE))
-    result = count(str(tmp_path), "p-tuning", p_tuning.Knobs(encoder_hidden_size=128), num_labels=2)
+    result = count(
+        config_folder(tmp_path, ROBERTA_LARGE),
+        "p-tuning",
+        p_tuning.Knobs(encoder_hidden_size=128),
+        num_labels=2,
+    )
     check(result)
     assert result["trainable"] == 1_351_938
 
@@ -221,49 +179,17 @@ STEP_KNOBS = {"prompt-tuning": {"init": "SAMPLE_VOCAB"}, "p-tuning": {"encoder_t
 def step_and_check(method: str, family: str, pooling: str, knobs):
     """Prepare, compare with the arithmetic, take one AdamW step -> (model in eval mode, batch, the backbone weights
     before training: what a pretrained checkpoint gives a fresh base)."""
-    module = MODULES[method]
     model, batch = build(family, pooling)
-    anat = anatomy(model)
-    backbone = {n: p.clone() for n, p in model.state_dict().items() if n.split(".")[0] not in anat.head}
-    predicted = predict_from_config(model.config, TEXT, 5, module.METHOD, knobs, pooling=pooling)
-    prepared = module.prepare(model, anat, knobs, Context(TEXT))
-    assert (measure(prepared)["trainable"], measure(prepared)["total"]) == (
-        predicted.trainable,
-        predicted.total,
+    return planned_step(
+        MODULES[method].METHOD, (model, TEXT, batch), knobs, pooling=pooling, graded="prompt_encoder."
     )
-    measured = {r["component"]: (r["params"], r["trainable"]) for r in measure_breakdown(prepared, predicted)}
-    assert measured == {r["component"]: (r["params"], r["trainable"]) for r in predicted.breakdown}
-
-    before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
-    prepared.train()
-    opt = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    loss = prepared(**batch).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    encoder = {n: p for n, p in prepared.named_parameters() if n.startswith("prompt_encoder.")}
-    assert encoder and all(p.requires_grad and p.grad.abs().sum() > 0 for p in encoder.values())
-    opt.step()
-    prepared.eval()
-    after = dict(prepared.named_parameters())
-    frozen_moved = [n for n, p in after.items() if not p.requires_grad and not torch.equal(p, before[n])]
-    assert not frozen_moved, frozen_moved[:3]
-    still = [n for n, p in after.items() if p.requires_grad and torch.equal(p, before[n])]
-    assert not still, f"trainable weights that did not move: {still[:3]}"
-    return prepared, batch, backbone
 
 
 def reload_and_compare(method, family, pooling, knobs, tmp_path):
-    from peft import PeftModel
-
     trained, batch, backbone = step_and_check(method, family, pooling, knobs)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    trained.save_pretrained(tmp_path / "adapter")
+    inputs = inputs_of(batch)
     fresh, _ = build(family, pooling, seed=1)  # another random head: only the saved copy can bring it back
-    missing = fresh.load_state_dict(
-        backbone, strict=False
-    ).missing_keys  # the "pretrained" backbone, as loaded
-    assert missing and all(n.split(".")[0] in anatomy(fresh).head for n in missing)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    reloaded = reload_adapter(trained, batch, backbone, fresh, tmp_path / "adapter")
     # PEFT saves the prompt encoder's output for one sequence ("prompt_embeddings"), never the MLP / LSTM behind it
     saved = reloaded.prompt_encoder["default"].embedding.weight
     assert torch.equal(saved, trained.get_prompt_embedding_to_save("default"))
@@ -328,25 +254,25 @@ def test_frozen_prefix_cache_stays_off(method, family, pooling):
 @pytest.mark.parametrize("method", list(MODULES))
 @pytest.mark.parametrize("family", ["vit", "mobilenet_v2"])
 def test_text_only(method, family, folder):
-    with pytest.raises(BadInput, match=f"--method {method}: not available for image-classification") as err:
-        count(folder(family), method, num_labels=5)
-    one_line(err)
+    refused(
+        f"--method {method}: not available for image-classification",
+        count,
+        folder(family),
+        method,
+        num_labels=5,
+    )
 
 
 @pytest.mark.parametrize(("family", "pooling"), [b for b in BUILDS if not applies("prefix-tuning", *b)])
 def test_prefix_tuning_refusals_from_count_and_prepare(family, pooling, folder):
     expected = f"--method prefix-tuning: does not apply to {family}"
-    with pytest.raises(BadInput, match=expected) as err:
-        count(folder(family, pooling), "prefix-tuning", num_labels=5)
-    one_line(err)
+    refused(expected, count, folder(family, pooling), "prefix-tuning", num_labels=5)
     model, _ = build(family, pooling)
-    with pytest.raises(BadInput, match=expected) as err:
-        prefix_tuning.prepare(model, anatomy(model), prefix_tuning.Knobs(), Context(TEXT))
-    one_line(err)
-    with pytest.raises(BadInput, match=expected):  # plan, from the config alone
-        predict_from_config(
-            model.config, TEXT, 5, prefix_tuning.METHOD, prefix_tuning.Knobs(), pooling=pooling
-        )
+    refused(expected, prefix_tuning.prepare, model, anatomy(model), prefix_tuning.Knobs(), Context(TEXT))
+    knobs = prefix_tuning.Knobs()  # plan, from the config alone
+    refused(
+        expected, predict_from_config, model.config, TEXT, 5, prefix_tuning.METHOD, knobs, pooling=pooling
+    )
 
 
 @pytest.mark.parametrize("family", [f for f in ("bert", "roberta") if not CLS_PREFIX[f]])
@@ -364,9 +290,7 @@ def test_the_refusal_is_what_plain_peft_would_hit(family):
 @pytest.mark.parametrize("method", ["prompt-tuning", "p-tuning"])
 def test_mean_pooling_without_vocab_size_is_refused(method, folder):
     expected = f"--method {method}: does not apply to bert as MeanPoolForSequenceClassification"
-    with pytest.raises(BadInput, match=expected) as err:
-        count(folder("bert", "mean"), method, num_labels=5)
-    one_line(err)
+    refused(expected, count, folder("bert", "mean"), method, num_labels=5)
 
 
 BAD = [
@@ -407,15 +331,11 @@ def test_bad_knobs_are_one_line_naming_the_flag(method, family, knobs, flag, fol
     pooling = "mean" if method == "prefix-tuning" else "cls"  # prefix-tuning needs a classifier it applies to
     if method == "prefix-tuning" and not MEANPOOL_PREFIX:
         pytest.skip("prefix-tuning applies to no tiny classifier here")
-    with pytest.raises(BadInput, match=re.escape(flag)) as err:
-        count(folder(family, pooling), method, module.Knobs(**knobs), num_labels=5)
-    one_line(err)
+    refused(re.escape(flag), count, folder(family, pooling), method, module.Knobs(**knobs), num_labels=5)
     if knobs.get("num_virtual_tokens") == 0:
         return  # the knob's own check, before any model: count() covers it
     model, _ = build(family, pooling)
-    with pytest.raises(BadInput, match=re.escape(flag)) as err:
-        module.prepare(model, anatomy(model), module.Knobs(**knobs), Context(TEXT))
-    one_line(err)
+    refused(re.escape(flag), module.prepare, model, anatomy(model), module.Knobs(**knobs), Context(TEXT))
 
 
 # --- public base sizes ---------------------------------------------------------------------------------------------
@@ -426,9 +346,9 @@ def test_base_sizes_on_the_meta_device(method, folder):
     """roberta-base (3 labels) as RoBERTa's own classifier and mean-pooled; ViT-B/16 refuses (text only)."""
     for pooling in ("cls", "mean"):
         if not applies(method, "roberta", pooling):
-            with pytest.raises(BadInput, match=f"--method {method}: does not apply to roberta"):
-                count(folder("roberta-base", pooling), method, num_labels=3)
+            expected = f"--method {method}: does not apply to roberta"
+            refused(expected, count, folder("roberta-base", pooling), method, num_labels=3)
             continue
         check(count(folder("roberta-base", pooling), method, num_labels=3))
-    with pytest.raises(BadInput, match="not available for image-classification"):
-        count(folder("google/vit-base-patch16-224-in21k"), method, num_labels=101)
+    vit = folder("google/vit-base-patch16-224-in21k")
+    refused("not available for image-classification", count, vit, method, num_labels=101)

@@ -4,44 +4,15 @@ Each case builds the real model class on the meta device from config.json alone 
 and checks the totals and every component line; a method or family without formulas must say so, never guess.
 """
 
-import json
-import re
-
 import pytest
 from params_configs import TEXT_FAMILIES, TINY
 
+from checks import check, config_folder
 from peftlab.config import method_knobs
 from peftlab.errors import BadInput
 from peftlab.methods import REGISTRY
 from peftlab.params import count, format_table
 from tiny import TINY_KNOBS
-
-
-def check(result: dict) -> None:
-    """The prediction exists and equals the measured count, in total and line by line; formulas add up."""
-    assert result["predicted_total"] is not None, result["note"]
-    rows = result["breakdown"]
-    outside = [r["component"] for r in rows if r["params"] is None]
-    assert outside == [], f"measured parameters outside every formula: {outside}"
-    for r in rows:
-        assert (r["measured_params"], r["measured_trainable"]) == (r["params"], r["trainable"]), r
-        assert formula_value(r["formula"]) == r["params"], r
-        if "trainable_formula" in r:
-            assert formula_value(r["trainable_formula"]) == r["trainable"], r
-    assert result["predicted_total"] == result["total"] == sum(r["params"] for r in rows)
-    assert result["predicted_trainable"] == result["trainable"] == sum(r["trainable"] for r in rows)
-    assert result["match"] is True
-
-
-def formula_value(formula: str) -> int:
-    """Evaluate a rendered formula ("words 97×48 + 2 blocks × 3 × (48×48 + 48) = 14,448") and check its own total."""
-    text, _, total = formula.rpartition(" = ")
-    if not text:  # a bare count, maybe labelled: "biases 48"
-        return int(re.sub(r"[A-Za-z_ ,]", "", formula))
-    arithmetic = re.sub(r"[A-Za-z_]+", " ", text).replace("×", "*").replace("[", "(").replace("]", ")")
-    value = eval(arithmetic, {"__builtins__": {}})  # digits, + * / ( ) only: the words were removed
-    assert value == int(total.replace(",", "")), formula
-    return round(value)
 
 
 def run(family: str, method: str, folder, **knobs) -> dict:
@@ -198,8 +169,7 @@ def test_nested_modules_to_save_is_measured_not_guessed(folder):
 
 def test_a_family_without_formulas_gets_measured_counts_and_one_plain_line(tmp_path):
     convnext = {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 2], "num_stages": 2}
-    (tmp_path / "config.json").write_text(json.dumps(convnext))
-    result = count(str(tmp_path), "lora", num_labels=5)
+    result = count(config_folder(tmp_path, convnext), "lora", num_labels=5)
     assert (
         result["predicted_total"] is None
         and result["predicted_trainable"] is None
