@@ -7,7 +7,7 @@ the same as arithmetic (what `peftlab params` prints); `.knobs` is the dataclass
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from peftlab.methods.knobs import NoKnobs
@@ -41,6 +41,7 @@ class Method:
     kinds: tuple[str, ...] = ("transformer", "cnn")  # architecture kinds it applies to (anatomy.kind)
     needs_training: bool = True  # False: evaluate as-is (baseline)
     paper: str = ""  # where the method comes from
+    space: dict = field(default_factory=dict)  # knob name -> methods.space.Dim: what tuning varies besides lr
     limits: str = ""  # where it cannot apply, in one or two sentences (docs/methods.md, `peftlab ls methods`)
     after_step: Callable | None = (
         None  # (model, step) after each optimiser step, gradients still set (AdaLoRA)

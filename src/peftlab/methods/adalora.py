@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import flag, knob, names_list, non_negative, positive, probability
+from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
 from peftlab.params.plan import Plan
 
@@ -256,4 +257,5 @@ METHOD = Method(
     paper="Zhang et al. 2023, AdaLoRA: Adaptive Budget Allocation for Parameter-Efficient Fine-Tuning, "
     "arXiv:2303.10512",
     limits="grouped or depthwise conv targets; --adalora-target-r not below --adalora-init-r; a run with too few optimiser steps for --adalora-tinit + --adalora-tfinal (the message gives the run's step count).",
+    space={"target_r": choice(4, 8)},
 )

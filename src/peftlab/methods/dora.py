@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from peftlab.methods import Method, adapters, lora
 from peftlab.methods.knobs import flag
+from peftlab.methods.space import choice
 
 
 def prepare(model, anatomy, knobs: lora.Knobs, ctx):
@@ -29,4 +30,5 @@ METHOD = Method(
     knobs=lora.Knobs,
     knob_prefix=lora.PREFIX,
     paper="Liu et al. 2024, DoRA: Weight-Decomposed Low-Rank Adaptation, arXiv:2402.09353",
+    space={"r": choice(4, 8, 16, 32), "alpha": choice(8.0, 16.0, 32.0, 64.0)},
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive
+from peftlab.methods.space import choice
 from peftlab.methods.vera import linear_only, trained_biases
 from peftlab.params.plan import Plan
 
@@ -129,4 +130,5 @@ METHOD = Method(
     kinds=("transformer",),  # PEFT's FourierFT has no Conv2d layer: no CNN can take it
     paper="Gao et al. 2024, Parameter-Efficient Fine-Tuning with Discrete Fourier Transform, arXiv:2405.03003",
     limits="convolutions (Linear layers only); --fourierft-n-frequency above a target's in × out weight entries.",
+    space={"n_frequency": choice(500, 1000, 2000)},
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive, probability
+from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
 from peftlab.params.plan import Plan
 
@@ -111,4 +112,5 @@ METHOD = Method(
     knobs=Knobs,
     paper="Hyeon-Woo et al. 2021, FedPara: Low-Rank Hadamard Product for Communication-Efficient Federated "
     "Learning, arXiv:2108.06098",
+    space={"r": choice(4, 8, 16), "alpha": choice(4.0, 8.0, 16.0)},
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive, probability
+from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
 from peftlab.params.plan import Plan
 
@@ -156,4 +157,5 @@ METHOD = Method(
     knobs=Knobs,
     paper="Yeh et al. 2023, Navigating Text-To-Image Customization: From LyCORIS Fine-Tuning to Model Evaluation, "
     "arXiv:2309.14859",
+    space={"r": choice(4, 8, 16), "alpha": choice(4.0, 8.0, 16.0)},
 )

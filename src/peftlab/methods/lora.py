@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import flag, knob, names_list, positive, probability
+from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
 from peftlab.params.plan import Plan, under
 
@@ -112,4 +113,5 @@ METHOD = Method(
     knobs=Knobs,
     paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, arXiv:2106.09685",
     limits="a grouped conv whose groups do not divide --lora-r (PEFT's rule; the message says so).",
+    space={"r": choice(4, 8, 16, 32), "alpha": choice(8.0, 16.0, 32.0, 64.0)},
 )

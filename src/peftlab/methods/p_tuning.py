@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from peftlab.errors import BadInput
 from peftlab.methods import TEXT, Method, virtual_tokens
 from peftlab.methods.knobs import flag, knob, positive, probability
+from peftlab.methods.space import int_range
 from peftlab.params.plan import Added, Plan
 
 NAME, PREFIX = "p-tuning", "p_tuning"
@@ -126,4 +127,5 @@ METHOD = Method(
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Liu et al. 2021, GPT Understands, Too, arXiv:2103.10385",
+    space={"num_virtual_tokens": int_range(5, 50)},
 )

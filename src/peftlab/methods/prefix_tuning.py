@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from peftlab.errors import BadInput
 from peftlab.methods import TEXT, Method, virtual_tokens
 from peftlab.methods.knobs import flag, knob
+from peftlab.methods.space import int_range
 from peftlab.params.plan import Added, Plan
 
 NAME, PREFIX = "prefix-tuning", "prefix_tuning"
@@ -152,4 +153,5 @@ METHOD = Method(
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Li and Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, arXiv:2101.00190",
+    space={"num_virtual_tokens": int_range(5, 50)},
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from peftlab.methods import TEXT, Method, virtual_tokens
 from peftlab.methods.knobs import knob
+from peftlab.methods.space import int_range
 from peftlab.params.plan import Added, Plan
 
 NAME, PREFIX = "prompt-tuning", "prompt_tuning"
@@ -65,4 +66,5 @@ METHOD = Method(
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning, arXiv:2104.08691",
+    space={"num_virtual_tokens": int_range(5, 50)},
 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive, probability
+from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
 from peftlab.params.plan import Plan, under
 
@@ -133,4 +134,5 @@ METHOD = Method(
     kinds=("transformer",),  # PEFT's VeRA has no Conv2d layer: no CNN can take it
     paper="Kopiczko et al. 2024, VeRA: Vector-based Random Matrix Adaptation, arXiv:2310.11454",
     limits="convolutions (CNNs, and conv targets such as ViT's patch projection): PEFT's VeRA adapts Linear layers only.",
+    space={"r": choice(64, 128, 256, 512)},
 )

@@ -85,9 +85,12 @@ def train(
     desc: str = "train",
     forward=None,
     after_step=None,
+    on_epoch=None,
 ) -> TrainStats:
     """Train `model` on `enc`. `forward(model, batch) -> loss` may replace model(**batch).loss (cached-prefix paths);
-    `after_step(model, step)` runs after each optimiser step while the gradients are still there (AdaLoRA's budget)."""
+    `after_step(model, step)` runs after each optimiser step while the gradients are still there (AdaLoRA's budget);
+    `on_epoch(model, epoch)` after each pass over the data (and after the last step of a fractional epoch): tuning
+    evaluates on validation there and may raise to stop (a pruned trial). Its time is not training time."""
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(enc) / batch_size)
@@ -102,7 +105,7 @@ def train(
     bar = tqdm(
         total=total_steps, desc=desc, file=sys.stderr, disable=not progress, leave=False, mininterval=0.5
     )
-    step, seen, running = 0, 0, None
+    step, seen, running, epoch, paused = 0, 0, None, 0, 0.0
     start = time.perf_counter()
     with fast_dropout(model):  # the same dropout with cheaper masks (train/dropout.py)
         while step < total_steps:
@@ -111,6 +114,7 @@ def train(
                 batch_size=None,
                 collate_fn=enc.collate,
             )
+            epoch += 1
             for batch in accelerator.prepare(loader):
                 loss = forward(model, batch)
                 accelerator.backward(loss)
@@ -133,7 +137,13 @@ def train(
                     bar.update(step - bar.n)
                 if step >= total_steps:
                     break
-    train_s = time.perf_counter() - start
+            if on_epoch is not None:
+                t0 = time.perf_counter()
+                on_epoch(accelerator.unwrap_model(model), epoch)
+                model.train()
+                freeze_norm_statistics(model)
+                paused += time.perf_counter() - t0
+    train_s = time.perf_counter() - start - paused
     bar.close()
     model = accelerator.unwrap_model(model)
     model.eval()
