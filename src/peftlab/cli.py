@@ -138,6 +138,45 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from peftlab.tune import tune
+
+    result = tune(_settings(args), trials=_trials(args.trials), storage=args.storage, study=args.study,
+                  resume=args.resume, space=args.space, progress=not args.quiet)  # fmt: skip
+    if args.json:
+        _print_json(result)
+        return 0
+    counts = {st: sum(t["state"] == st for t in result["trials"]) for st in ("COMPLETE", "PRUNED", "FAIL")}
+    print(f"study {result['study']} in {result['storage']}: {len(result['trials'])} trials "
+          f"({counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed)")  # fmt: skip
+    for t in result["trials"]:
+        value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+        params = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
+        )
+        print(
+            f"  #{t['number']:<3} {t['state']:<8} validation accuracy {value:<7} {t['seconds'] or 0:6.1f}s  {params}"
+        )
+    best = result["best"]
+    if best is None:
+        print("no trial completed: nothing to recommend")
+        return 1
+    flags = " ".join(f"--{k.replace('_', '-')} {v:.3g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                     for k, v in best["params"].items())  # fmt: skip
+    print(f"best validation accuracy {best['value']:.4f} with: {flags}")
+    return 0
+
+
+def _trials(value) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"--trials {value!r}: give a whole number of trials >= 1") from None
+    if n < 1:
+        raise BadInput(f"--trials {value}: give a number of trials >= 1")
+    return n
+
+
 def cmd_compare(args) -> int:
     from peftlab.grid import run_compare
 
@@ -208,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, only={"model", "method", "task", "pooling"})
     _add_knob_flags(p)
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser(
+        "tune", help="tune one model x dataset x method on the validation split (Optuna), then say the best"
+    )
+    p.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    p.add_argument("--trials", required=True, help="number of trials to run now (added to the study's)")
+    p.add_argument("--storage", help="Optuna storage: a journal file (default OUT/optuna.journal) or a URL "
+                   "(sqlite:///tune.db, postgresql://user@host/db) several processes or machines share")  # fmt: skip
+    p.add_argument("--study", help="study name (default: model-dataset-label-<settings hash>)")
+    p.add_argument("--resume", action="store_true", help="continue the study if it exists")
+    p.add_argument("--space", action="append", metavar="SETTING=LOW:HIGH|A,B,C",
+                   help="override one dimension of the method's search space (repeatable): --space lr=1e-5:1e-3, "
+                   "--space lora-r=4,8")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print {study, storage, trials, best} on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(p)
+    _add_knob_flags(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("compare", help="a grid of models x datasets x methods x seeds, a store and a report")
     p.add_argument("--config", help="YAML suite: models, datasets, methods, seeds and any run setting")

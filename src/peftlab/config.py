@@ -66,7 +66,8 @@ class RunConfig:
     )
     seed: int = _f(0, "training seed: head initialisation, shuffling, dropout")
     split_seed: int = _f(
-        0, "data seed: train/eval split and subsets (kept fixed so every method and seed sees the same data)"
+        0,
+        "data seed: the train/validation/test split and subsets (fixed, so every method and seed sees the same data)",
     )
     # training
     epochs: float = _f(3.0, "training epochs (fractions allowed: 0.5 = half an epoch)", check=_epochs)
@@ -88,7 +89,15 @@ class RunConfig:
         None, "stratified training subset size (default: all)", check=_optional(positive)
     )
     max_eval_samples: int | None = _f(
-        None, "stratified evaluation subset size (default: all)", check=_optional(positive)
+        None,
+        "stratified test subset size: what metrics are reported on (default: all)",
+        check=_optional(positive),
+    )
+    max_validation_samples: int | None = _f(
+        None,
+        "stratified validation subset size (validation is for choosing, never reported; "
+        "default: the --max-eval-samples cap, else all)",
+        check=_optional(positive),
     )
     max_length: int = _f(
         128, "text: truncate token sequences to this length (batches pad to their longest)", check=positive
@@ -153,10 +162,15 @@ class RunConfig:
             from peftlab.methods import REGISTRY
 
             out.update(as_flat(REGISTRY[self.method].prefix, self.knobs))
+        out["data_splits"] = DATA_SPLITS
         return json.loads(json.dumps(out, default=str))  # plain JSON values (lists, not tuples)
 
 
 FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "knobs"}
+# How the data is split, recorded in every config and part of a run's identity: runs of versions before the
+# validation split ("train/test", record.upgrade) trained on other subsets, so --resume never counts them as done and
+# the report keeps them apart.
+DATA_SPLITS = "train/validation/test"
 # settings that say where results go or how fast they come, not what they are: not part of an experiment's identity
 NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads")
 
@@ -248,7 +262,10 @@ def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
                 plain[name] = coerce(value, FIELDS[name].type, flag_of(name))
         elif name in knobs_by_key:
             knob_values[name] = value
-        elif name != "knobs":
+        elif name not in (
+            "knobs",
+            "data_splits",
+        ):  # data_splits: recorded, not set (a record's config reloads)
             raise _unknown(name)
     cfg = RunConfig(**plain)
     _check_fields(cfg)

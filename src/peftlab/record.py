@@ -95,13 +95,18 @@ class Memory(Section):
 
 @dataclass
 class Data(Section):
+    """The splits a run saw: train trains, validation is for choosing (never reported), test gives the metrics."""
+
     train_size: int | None = None
-    eval_size: int | None = None
+    validation_size: int | None = None  # None: a record from before validation splits
+    test_size: int | None = None
+    eval_size: int | None = None  # = test_size, kept for readers of earlier records
     num_labels: int | None = None
     label_names: list = field(default_factory=list)
     source: str | None = None
     notes: str | None = None
-    full_sizes: dict | None = None  # sizes before subsetting {"train": n, "eval": n}
+    # sizes before subsetting {"train": n, "validation": n, "eval": n}; eval = test
+    full_sizes: dict | None = None
     extra: dict = field(default_factory=dict)  # vqa: images, distinct_questions, question_types
 
 
@@ -126,6 +131,9 @@ class Record(Section):
     config: dict | None = None  # the resolved settings (RunConfig.to_dict())
     config_hash: str | None = None  # identity_hash(config): same hash = same experiment, whatever the seed
     metrics: Metrics | None = None
+    metrics_split: str | None = (
+        None  # where metrics + baseline_metrics come from: "test" (None: older record)
+    )
     baseline_metrics: Metrics | None = None  # the same model before training
     params: Params | None = None
     time: Time | None = None
@@ -212,9 +220,15 @@ def new_run_id(cfg) -> str:
 
 def upgrade(d: dict) -> dict:
     """A stored record as this version reads it. Records before the method registry named VQA runs "vqa-<fusion>"
-    and left the default learning rate out of their config; both are filled in here (the stored JSON is untouched)."""
+    and left the default learning rate out of their config; both are filled in here (the stored JSON is untouched).
+    Records before validation splits lack data.validation_size / test_size and metrics_split (they stay None); their
+    config gains max_validation_samples None and data_splits "train/test": they trained on another subset of the
+    training pool, so they are other experiments than today's (config.DATA_SPLITS)."""
     d = dict(d)
     config = dict(d.get("config") or {})
+    if config:
+        config.setdefault("max_validation_samples", None)
+        config.setdefault("data_splits", "train/test")
     method = str(d.get("method") or "")
     if method.startswith("vqa-"):  # VQA trains a fusion head over frozen encoders: the `head` method
         config.setdefault("fusion", method.removeprefix("vqa-"))

@@ -1,7 +1,8 @@
 """Run identity (config.identity): the store, --resume and the report agree on what one experiment is.
 
 A rank sweep stays a rank sweep in the report, and a store written by the previous release (tests/fixtures, from
-main at e97fbb2: the dict-literal record, VQA runs named "vqa-concat") opens, reports and resumes.
+main at e97fbb2: the dict-literal record, VQA runs named "vqa-concat", no validation split) opens, reports and
+resumes.
 """
 
 import json
@@ -62,11 +63,16 @@ def test_the_previous_release_store_opens_reports_and_resumes(tmp_path, capsys):
     assert main(["report", "--store", str(db), "--out", str(tmp_path / "rep")]) == 0
     assert "lora r=4" in (tmp_path / "rep" / "report.md").read_text()
     capsys.readouterr()
-    # the same grid as the one stored: nothing to run again
+    # the same grid as the one stored: the stored runs predate the validation split (they trained on another subset of
+    # the training pool), so --resume runs them again, and the report keeps old and new apart
     grid = ["compare", "--models", "minilm-l6", "--datasets", "vader-tweets", "--methods", "lora,lora:r=4",
             "--seeds", "2", "--epochs", "1", "--max-train-samples", "40", "--max-eval-samples", "30",
             "--max-length", "32", "--no-save-model", "--out", str(tmp_path), "--store", str(db), "--resume",
             "--json", "--quiet"]  # fmt: skip
     assert main(grid) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert (summary["runs_new"], summary["runs_skipped"]) == (0, 4)
+    assert (summary["runs_new"], summary["runs_skipped"]) == (4, 0)
+    labels = {r["label"] for r in summary["summary"] if r["dataset"] == "vader-tweets"}
+    assert {"lora data_splits=train/test", "lora data_splits=train/validation/test"} <= labels
+    assert main(grid) == 0  # and now the grid is complete
+    assert json.loads(capsys.readouterr().out)["runs_skipped"] == 4

@@ -37,10 +37,55 @@ def test_json_record_has_the_design_keys(tmp_path, capsys):
     for k in ("train_s", "eval_s", "train_samples_per_s"):
         assert rec["time"][k] is not None
     assert rec["memory"]["peak_rss_mb"] > 100
+    # the metrics come from the test split; validation is carved from train (10% of each class), capped like test
+    assert rec["metrics_split"] == "test"
+    d = rec["data"]
+    assert (d["train_size"], d["validation_size"], d["test_size"], d["eval_size"]) == (48, 30, 30, 30)
+    assert d["full_sizes"] == {"train": 3024, "validation": 336, "eval": 840}
     stored = Store(tmp_path / "peftlab.db").records()
     assert [r.run_id for r in stored] == [rec["run_id"]]
     assert stored[0].config["method"] == "head" and stored[0].env["torch"]
     assert stored[0].public() == rec  # the store and --json hold the same record
+
+
+def test_validation_is_encoded_only_when_asked(tmp_path, monkeypatch):
+    import peftlab.tasks.classification as exp
+    from peftlab.models import load_model
+    from peftlab.train import evaluate
+
+    encoded = []
+    real = exp._encode
+
+    def counting(split, loaded, cfg):
+        encoded.append(len(split.labels))
+        return real(split, loaded, cfg)
+
+    monkeypatch.setattr(exp, "_encode", counting)
+    cfg = config.load(dict(model="minilm-l6", dataset="vader-tweets", method="head", max_train_samples=12,
+                           max_eval_samples=9, max_validation_samples=6, epochs=1, max_length=16,
+                           save_model=False, out=str(tmp_path)))  # fmt: skip
+    memo: dict = {}
+    rec = run_experiment(cfg, progress=False, memo=memo)
+    assert encoded == [12, 9]  # train and test only: a plain run never encodes validation
+    assert rec.data.validation_size == 6 and rec.metrics_split == "test"
+    data = exp._load(cfg, memo)
+    loaded = load_model(cfg.model, data.task, data.label_names)
+    val = exp.validation_inputs(cfg, data, loaded, memo)
+    assert len(val) == 6 and encoded == [12, 9, 6]
+    assert exp.validation_inputs(cfg, data, loaded, memo) is val and encoded == [12, 9, 6]  # memo: once
+    # with the run's frozen-prefix plan (head trains no block): the cached activations give the same scores
+    from peftlab.methods import REGISTRY, Context
+    from peftlab.train.cache import plan_prefix, skip_prefix
+
+    model = REGISTRY["head"].prepare(loaded.model, loaded.anatomy, cfg.knobs, Context(cfg.task, 1))
+    plan = plan_prefix(model, loaded.anatomy, val)
+    assert plan is not None
+    cached = exp.validation_inputs(cfg, data, loaded, memo, plan=plan)
+    plain = evaluate(model, val, 8, data.label_names)
+    with skip_prefix(plan) as fwd:
+        through_cache = evaluate(model, cached, 8, data.label_names, forward=fwd.logits)
+    assert sum(c["support"] for c in plain["per_class"].values()) == 6
+    assert through_cache["accuracy"] == plain["accuracy"] and encoded == [12, 9, 6]
 
 
 def test_same_seed_same_metrics(tmp_path, capsys):
@@ -87,3 +132,17 @@ def test_ctrl_c_is_stored_as_cancelled(tmp_path, monkeypatch):
         run_experiment(cfg, progress=False)
     (rec,) = Store(tmp_path / "peftlab.db").records()
     assert rec.status == "cancelled"
+
+
+def test_records_from_before_validation_splits_still_load(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    db = tmp_path / "old.db"  # a copy: opening a store switches the file to WAL
+    shutil.copy(Path(__file__).parent.parent / "fixtures" / "store-v0.1.0-e97fbb2.db", db)
+    rec = next(r for r in Store(db).records() if r.task == "text-classification" and r.ok)
+    assert rec.metrics_split is None and rec.data.validation_size is None and rec.data.test_size is None
+    assert rec.data.eval_size and rec.metrics.accuracy is not None
+    assert rec.to_dict()["metrics_split"] is None and "validation" not in rec.data.full_sizes
+    # its config reads max_validation_samples as its default (so --resume still knows it; tests/core/test_identity.py)
+    assert rec.config["max_validation_samples"] is None

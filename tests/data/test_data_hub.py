@@ -27,18 +27,19 @@ def food101_like(n_train=9, n_test=6):
     return datasets.DatasetDict({"train": split(n_train), "validation": split(n_test)})
 
 
-def tweet_eval_like(test_labels=None):
+def tweet_eval_like(test_labels=None, validation_labels=None):
     features = datasets.Features(
         {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=SENTIMENT)}
     )
 
-    def split(n, labels=None):
+    def split(name, n, labels=None):
         labels = labels or [i % 3 for i in range(n)]
         return datasets.Dataset.from_dict(
-            {"text": [f"tweet {i}" for i in range(n)], "label": labels}, features=features
+            {"text": [f"{name} tweet {i}" for i in range(n)], "label": labels}, features=features
         )
 
-    return datasets.DatasetDict({"train": split(12), "validation": split(6), "test": split(9, test_labels)})
+    return datasets.DatasetDict({"train": split("train", 12), "validation": split("validation", 6, validation_labels),
+                                 "test": split("test", 9, test_labels)})  # fmt: skip
 
 
 @pytest.fixture
@@ -63,11 +64,21 @@ def test_food101_shaped_data(fake_hub):
     data = load_data("food101", max_train_samples=6)
     assert calls == [("food101", None)]
     assert data.task == IMAGE and data.label_names == FOOD
-    assert data.full_sizes == {"train": 9, "eval": 6} and "official split train/validation" in data.notes
+    # train/validation only: the official validation is the test split, validation is carved from train (1 a class)
+    assert data.full_sizes == {"train": 6, "validation": 3, "eval": 6}
+    assert "official split train/validation (validation used as the test split)" in data.notes
+    assert "validation: 10% of each training class (at least 1) carved from train" in data.notes
+    assert data.test is data.eval
     assert all(
-        isinstance(im, Image.Image) and im.mode == "RGB" for im in data.train.inputs + data.eval.inputs
+        isinstance(im, Image.Image) and im.mode == "RGB"
+        for im in [*data.train.inputs, *data.validation.inputs, *data.eval.inputs]
     )
     assert sorted(data.train.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert sorted(data.validation.labels.tolist()) == [0, 1, 2]
+    # the train images are 10+i px wide: the carved validation images are train images that training lost
+    train_widths = {im.size[0] for im in data.train.inputs}
+    assert not train_widths & {im.size[0] for im in data.validation.inputs}
+    assert train_widths | {im.size[0] for im in data.validation.inputs} == set(range(10, 19))
     assert data.source.startswith("hub food101")
 
 
@@ -76,17 +87,38 @@ def test_tweet_eval_shaped_data_uses_test_for_eval(fake_hub):
     data = load_data("tweet_eval:sentiment")
     assert calls == [("tweet_eval", "sentiment")]
     assert data.task == TEXT and data.label_names == SENTIMENT
-    assert data.full_sizes == {"train": 12, "eval": 9} and "official split train/test" in data.notes
-    assert data.eval.inputs[0] == "tweet 0" and data.eval.labels.dtype == np.int64
-    assert load_data("tweet_eval:sentiment", eval_split="validation").full_sizes["eval"] == 6
+    # all three official splits: nothing is carved, training keeps all 12
+    assert data.full_sizes == {"train": 12, "validation": 6, "eval": 9}
+    assert "official split train/test" in data.notes and "validation: official split validation" in data.notes
+    assert "carved" not in data.notes
+    assert data.eval.inputs[0] == "test tweet 0" and data.eval.labels.dtype == np.int64
+    assert list(data.validation.inputs) == [f"validation tweet {i}" for i in range(6)]
+    assert data.train.inputs == [f"train tweet {i}" for i in range(12)]
+    # --eval-split validation: that is the test split now, so validation is carved from train (and never the test)
+    other = load_data("tweet_eval:sentiment", eval_split="validation")
+    assert other.full_sizes == {"train": 9, "validation": 3, "eval": 6}
+    assert all(t.startswith("train ") for t in other.validation.inputs)
+    assert "(chosen by --eval-split)" in other.notes
 
 
 def test_unlabelled_test_split_is_skipped(fake_hub):
     fake_hub(tweet_eval_like(test_labels=[-1] * 9))
     data = load_data("glue:sst2")
-    assert data.full_sizes["eval"] == 6 and "test unlabelled, not used" in data.notes
+    assert (
+        data.full_sizes == {"train": 9, "validation": 3, "eval": 6}
+        and "test unlabelled, not used" in data.notes
+    )
+    assert all(t.startswith("validation ") for t in data.eval.inputs)
     with pytest.raises(BadInput, match=r"unlabelled \(-1\)"):
         load_data("glue:sst2", eval_split="test")
+
+
+def test_unlabelled_validation_split_is_carved_from_train_instead(fake_hub):
+    fake_hub(tweet_eval_like(validation_labels=[-1] * 6))
+    data = load_data("tweet_eval:sentiment", max_validation_samples=2)
+    assert data.full_sizes == {"train": 9, "validation": 3, "eval": 9}
+    assert "validation unlabelled, not used" in data.notes
+    assert len(data.validation.labels) == 2 and all(t.startswith("train ") for t in data.validation.inputs)
 
 
 def test_unknown_eval_split_lists_hub_splits(fake_hub):
@@ -148,7 +180,7 @@ def test_real_load_dataset_output_takes_the_same_path(tmp_path, monkeypatch):
     assert [im.size for im in images] == [(10, 8), (13, 8)] and images[0].mode == "RGB"
     # the same files as a local folder: read without load_dataset, same result
     data = load_data(str(tmp_path))
-    assert data.label_names == FOOD and data.full_sizes == {"train": 9, "eval": 6}
+    assert data.label_names == FOOD and data.full_sizes == {"train": 6, "validation": 3, "eval": 6}
 
 
 def test_image_column_named_img_and_a_broken_hub_image(fake_hub):

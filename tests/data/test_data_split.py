@@ -10,6 +10,7 @@ from peftlab.data.split import (
     EVAL_STREAM,
     TRAIN_STREAM,
     allocate,
+    carve_validation,
     check_max_samples,
     stratified_split,
     stratified_subset,
@@ -47,6 +48,34 @@ def test_split_keeps_every_class_on_both_sides_even_when_tiny():
 def test_split_needs_two_examples_per_class():
     with pytest.raises(BadInput, match="class 'c' has only 1 example.*stratified"):
         stratified_split(np.array([0, 0, 1, 1, 2]), 0.2, 0, NAMES)
+
+
+def test_validation_is_a_tenth_of_each_class_disjoint_and_fixed_by_the_split_seed():
+    train_pool, test = stratified_split(LABELS, 0.2, 0, NAMES)  # 40 / 24 / 16 left for training
+    train, val = carve_validation(LABELS[train_pool], 0.1, 0)
+    train, val = train_pool[train], train_pool[val]  # back to indices of LABELS
+    assert np.bincount(LABELS[val]).tolist() == [4, 2, 2]  # 4.0, 2.4, 1.6 -> half up
+    assert np.bincount(LABELS[train]).tolist() == [36, 22, 14]
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert sorted([*train, *val, *test]) == list(range(100))
+    again = carve_validation(LABELS[train_pool], 0.1, 0)[1]
+    np.testing.assert_array_equal(train_pool[again], val)
+    assert not np.array_equal(train_pool[carve_validation(LABELS[train_pool], 0.1, 1)[1]], val)
+
+
+def test_validation_keeps_one_of_each_class_and_leaves_single_examples_to_train():
+    labels = np.array([0, 0, 1, 1, 1, 2])  # 10% rounds to 0: still 1 of each class that can spare one
+    train, val = carve_validation(labels, 0.1, 0)
+    assert labels[val].tolist() == [0, 1] and sorted(labels[train].tolist()) == [0, 1, 1, 2]
+    assert carve_validation(np.array([0, 1]), 0.1, 0)[1].size == 0  # nothing can be spared
+
+
+def test_validation_carve_draws_from_its_own_stream():
+    # the same per-class sizes as the test carve of the same pool and seed, but other members: a separate stream
+    _, test = stratified_split(LABELS, 0.2, 7, NAMES)
+    _, val = carve_validation(LABELS, 0.2, 7)
+    assert np.bincount(LABELS[val]).tolist() == np.bincount(LABELS[test]).tolist() == [10, 6, 4]
+    assert not np.array_equal(val, test)
 
 
 def test_subset_has_every_class_and_is_deterministic():

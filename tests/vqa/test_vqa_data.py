@@ -76,8 +76,11 @@ def test_mosaic_answers_follow_the_labels():
 def test_fashion_vqa_is_the_same_set_every_time():
     a, b = load_vqa("fashion-vqa"), load_vqa("fashion-vqa")
     assert _digest(a.train) == _digest(b.train) and _digest(a.eval) == _digest(b.eval)
+    assert _digest(a.validation) == _digest(b.validation)
+    n_val = FASHION_VQA_MOSAICS["train"] // 10  # 10% of the training mosaics, with their 7 questions each
     assert a.full_sizes == {
-        "train": 7 * FASHION_VQA_MOSAICS["train"],
+        "train": 7 * (FASHION_VQA_MOSAICS["train"] - n_val),
+        "validation": 7 * n_val,
         "eval": 7 * FASHION_VQA_MOSAICS["eval"],
     }
     assert set(a.train.answers) == set(ITEMS) | {"yes", "no"} | {str(k) for k in range(5)}
@@ -86,8 +89,12 @@ def test_fashion_vqa_is_the_same_set_every_time():
 @pytest.mark.skipif(not VQA_DATASETS["easy-vqa"].available(), reason="easy-vqa not installed")
 def test_easy_vqa_from_the_package_files():
     d = load_vqa("easy-vqa", max_train_samples=130, max_eval_samples=40)
-    assert d.full_sizes == {"train": 38575, "eval": 9673}
-    assert len(d.train) == 130 and len(d.eval) == 40
+    # 400 of the 4,000 training images go to validation with their 3,977 questions; test is the official one
+    assert d.full_sizes == {"train": 34598, "validation": 3977, "eval": 9673}
+    assert (
+        len(d.train) == 130 and len(d.eval) == 40 and len(d.validation) == 40
+    )  # validation follows the test cap
+    assert not set(d.train.images.names) & set(d.validation.images.names)
     assert set(d.train.answers) <= {"circle", "green", "red", "gray", "yes", "teal", "black", "rectangle", "yellow",
                                     "triangle", "brown", "blue", "no"}  # fmt: skip
     assert set(d.train.types) == {"yes/no", "color", "shape"}
@@ -97,10 +104,12 @@ def test_easy_vqa_from_the_package_files():
 
 def _daquar(folder, answers=True):
     (folder / "images").mkdir(parents=True)
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         Image.new("RGB", (20, 16), (n * 40, 0, 0)).save(folder / "images" / f"image{n}.png")
+    # 3 training images: validation takes one (10%, at least 1) and training keeps "lamp" and a second answer
     train = ["what is on the table in the image1 ?", "lamp", "what is left of the bed in the image2 ?",
-             "chair, table", "how many chairs are in the image1 ?", "2"]  # fmt: skip
+             "chair, table", "how many chairs are in the image1 ?", "2", "what is on the desk in the image4 ?",
+             "lamp", "how many chairs are in the image4 ?", "2"]  # fmt: skip
     test = [
         "what is on the table in the image3 ?",
         "lamp",
@@ -119,9 +128,11 @@ def test_daquar_original_format(tmp_path):
     rows = read_daquar_qa(folder / "qa.894.raw.train.txt")
     assert rows[0] == ("what is on the table in the image?", "lamp", "image1")
     d = load_vqa(str(folder))
-    assert d.train.answers == ["lamp", "chair", "2"]  # "chair, table": the first answer is the class
-    assert "first is the class" in d.notes
-    assert len(d.train.images) == 2 and d.train.image_index.tolist() == [0, 1, 0]
+    # "chair, table": the first answer is the class; one of the 3 training images went to validation
+    assert sorted(d.train.answers + d.validation.answers) == ["2", "2", "chair", "lamp", "lamp"]
+    assert "first is the class" in d.notes and d.full_sizes["validation"] in (1, 2)
+    assert len(d.train.images) == 2 and len(d.validation.images) == 1
+    assert not set(d.train.images.names) & set(d.validation.images.names)
     assert d.eval.answers == ["lamp", "curtain"]  # "curtain" is never a training answer: unseen
     assert d.train.images.load(1).size == (20, 16)
 
@@ -136,19 +147,26 @@ def test_jsonl_with_bare_image_ids_and_no_eval_split(tmp_path):
                  {"image_id": f"im{i}", "question": "is it red?", "answer": ["yes", "no"][i % 2]}]  # fmt: skip
     (folder / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     d = load_vqa(str(folder / "data.jsonl"), split_seed=3)
-    assert len(d.train.images) == 8 and len(d.eval.images) == 2  # 20% of the images, with all their questions
-    names_train = {d.train.images.names[i] for i in range(8)}
-    assert not names_train & set(d.eval.images.names)
-    assert load_vqa(str(folder / "data.jsonl"), split_seed=3).eval.images.names == d.eval.images.names
+    assert len(d.eval.images) == 2  # 20% of the images, with all their questions
+    assert len(d.validation.images) == 1 and len(d.train.images) == 7  # then 10% of the 8 left (at least 1)
+    assert d.full_sizes == {"train": 14, "validation": 2, "eval": 4}
+    names = [set(s.images.names) for s in (d.train, d.validation, d.eval)]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    again = load_vqa(str(folder / "data.jsonl"), split_seed=3)
+    assert again.eval.images.names == d.eval.images.names
+    assert again.validation.images.names == d.validation.images.names  # fixed by the split seed
+    others = [load_vqa(str(folder / "data.jsonl"), split_seed=s) for s in range(4, 9)]
+    assert any(o.validation.images.names != d.validation.images.names for o in others)
 
 
 def test_csv_split_column_and_subsets(tmp_path):
     csv_path = make_shapes_set(tmp_path / "s")
     d = load_vqa(str(csv_path))
-    assert (len(d.train), len(d.eval)) == (27, 9) and "`split` column" in d.notes
+    # 9 train images, 3 test images (3 questions each); validation: 1 of the 9 training images
+    assert (len(d.train), len(d.validation), len(d.eval)) == (24, 3, 9) and "`split` column" in d.notes
     assert d.train.types[:3] == ["color", "shape", "yes/no"]
-    small = load_vqa(str(csv_path), max_train_samples=10, max_eval_samples=4)
-    assert (len(small.train), len(small.eval)) == (10, 4)
+    small = load_vqa(str(csv_path), max_train_samples=10, max_eval_samples=4, max_validation_samples=2)
+    assert (len(small.train), len(small.validation), len(small.eval)) == (10, 2, 4)
     assert len(small.train.images) == len(np.unique(small.train.image_index))
 
 
@@ -166,11 +184,64 @@ def test_hub_dataset_shape_with_embedded_images(monkeypatch):
         )
 
     dd = datasets.DatasetDict(
-        {"train": split([red, blue, red], ["red", "blue", "red, crimson"]), "test": split([blue], ["blue"])}
-    )
+        {"train": split([red, blue, red], ["red", "blue", "red, crimson"]), "test": split([blue], ["blue"]),
+         "validation": split([red, blue], ["red", "blue"])}
+    )  # fmt: skip
     monkeypatch.setattr(datasets, "load_dataset", lambda repo, config=None: dd)
     d = load_vqa("someone/daquar-like")
-    assert d.source == "hub someone/daquar-like"
-    assert d.train.answers == ["red", "blue", "red"]
+    assert d.source == "hub someone/daquar-like" and "validation: hub split validation" in d.notes
+    assert d.train.answers == ["red", "blue", "red"]  # official validation: nothing carved from train
     assert len(d.train.images) == 2 and d.train.image_index.tolist() == [0, 1, 0]  # the same picture, once
     assert d.eval.images.load(0).getpixel((0, 0)) == (0, 0, 255)
+    assert d.validation.answers == ["red", "blue"] and d.full_sizes == {
+        "train": 3,
+        "validation": 2,
+        "eval": 1,
+    }
+    # train / validation only (food101's shape): validation is the test split, validation is carved from train
+    del dd["test"]
+    d = load_vqa("someone/daquar-like")
+    assert d.eval.answers == ["red", "blue"] and "hub splits train / validation" in d.notes
+    assert (
+        len(d.validation.images) == 1 and len(d.train.images) == 1
+    )  # by image: a picture's questions together
+
+
+def _shape_rows(folder, names):
+    # one table per name, 2 images each with 2 questions; images named after their table
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        rows = ["image,question,answer"]
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / "images" / f"{name}{i}.png")
+            rows += [f"images/{name}{i}.png,what color is the shape?,{'red' if i else 'blue'}",
+                     f"images/{name}{i}.png,is there a red shape?,{'yes' if i else 'no'}"]  # fmt: skip
+        (folder / f"{name}.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_folder_with_train_val_and_test_tables(tmp_path):
+    _shape_rows(tmp_path, ["train", "val", "test"])
+    d = load_vqa(str(tmp_path))
+    assert d.full_sizes == {"train": 4, "validation": 4, "eval": 4}  # all three official: nothing carved
+    assert all("/val" in n for n in d.validation.images.names) and all(
+        "/test" in n for n in d.eval.images.names
+    )
+    assert "files train.csv / val.csv / test.csv (test: test.csv)" in d.notes
+    (
+        tmp_path / "test.csv"
+    ).unlink()  # train + val only: val is the test split, validation is carved from train
+    d = load_vqa(str(tmp_path))
+    assert all("/val" in n for n in d.eval.images.names)
+    assert len(d.validation.images) == 1 and all("/train" in n for n in d.validation.images.names)
+
+
+def test_split_column_with_test_and_validation_rows(tmp_path):
+    csv_path = make_shapes_set(tmp_path / "s")
+    lines = csv_path.read_text().splitlines()
+    # images 3, 7, 11 are test; make images 0 and 1 validation
+    lines = [line.replace(",train", ",validation") if line.startswith(("images/img0.", "images/img1.")) else line
+             for line in lines]  # fmt: skip
+    csv_path.write_text("\n".join(lines) + "\n")
+    d = load_vqa(str(csv_path))
+    assert (len(d.train), len(d.validation), len(d.eval)) == (21, 6, 9)  # nothing carved
+    assert sorted(d.validation.images.names)[0].endswith("img0.png")

@@ -32,10 +32,12 @@ def test_record_has_the_shape_of_every_run(
         rec["config"]["fusion"] == "concat"
     )  # VQA trains the registered `head` method; the fusion is a setting
     data = rec["data"]
-    assert (data["train_size"], data["eval_size"]) == (
-        27,
-        9,
-    )  # 9 train images, 3 test images, 3 questions each
+    # 9 train images, 3 test images, 3 questions each; validation takes 1 of the 9 training images
+    sizes = ("train_size", "validation_size", "test_size", "eval_size")
+    assert tuple(data[k] for k in sizes) == (24, 3, 9, 9)
+    assert data["full_sizes"] == {"train": 24, "validation": 3, "eval": 9}
+    assert data["images"] == {"train": 8, "validation": 1, "eval": 3}
+    assert rec["metrics_split"] == "test"  # metrics, baseline_metrics and vqa_baselines
     assert data["label_names"] == sorted(data["label_names"]) and "no" in data["label_names"]
     m = rec["metrics"]
     for k in ("accuracy", "macro_f1", "macro_recall", "per_class", "per_type", "unseen_answer_share"):
@@ -43,7 +45,7 @@ def test_record_has_the_shape_of_every_run(
     assert set(m["per_type"]) == {"color", "shape", "yes/no"}
     assert sum(t["count"] for t in m["per_type"].values()) == 9
     assert set(rec["vqa_baselines"]) == {"majority", "question_only", "image_only"}
-    assert rec["vqa_baselines"]["majority"]["answer"] == "no"  # 9 of 27 training answers
+    assert rec["vqa_baselines"]["majority"]["answer"] == "no"  # 8 of 24 training answers
     # concat of the tiny towers: 448 (MobileNetV2 x0.35: 1280 * 0.35) + 48 (BERT) -> 496 -> 16 -> K
     p, k = rec["params"], data["num_labels"]
     assert rec["vqa"]["dims"] == {"image": 448, "text": 48}
@@ -67,8 +69,9 @@ def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encode
     ]
     first = run_json([*base, *FAST], tmp_path, capsys)
     enc = first["vqa"]["encoded"]
-    assert enc["images"]["computed"] == 12 and enc["images"]["cached"] == 0
-    assert enc["texts"]["computed"] == enc["texts"]["distinct"] == 5  # 36 questions, 5 distinct strings
+    # 8 train + 3 test images: the validation image is not embedded by a plain run
+    assert enc["images"]["computed"] == 11 and enc["images"]["cached"] == 0
+    assert enc["texts"]["computed"] == enc["texts"]["distinct"] == 5  # 33 questions, 5 distinct strings
     assert len(list(empty_cache.glob("*.pt"))) == 2
 
     def refuse(*a, **k):
@@ -81,7 +84,7 @@ def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encode
     )
     enc = again["vqa"]["encoded"]
     assert (enc["images"]["computed"], enc["texts"]["computed"]) == (0, 0)
-    assert (enc["images"]["cached"], enc["texts"]["cached"]) == (12, 5)
+    assert (enc["images"]["cached"], enc["texts"]["cached"]) == (11, 5)
     assert again["config"]["fusion"] == "concat-product" and again["params"]["match"] is True
 
 
@@ -99,7 +102,7 @@ def test_changed_preprocessing_is_a_new_cache_entry(
     ]
     run_json(base, tmp_path, capsys)
     other = run_json([*base, "--image-size", "24"], tmp_path, capsys)
-    assert other["vqa"]["encoded"]["images"]["computed"] == 12  # new pixels, new embeddings
+    assert other["vqa"]["encoded"]["images"]["computed"] == 11  # new pixels, new embeddings
     assert other["vqa"]["encoded"]["texts"]["computed"] == 0  # the questions' recipe did not change
 
 
@@ -124,7 +127,7 @@ def test_dual_encoder_trains_projections_once(
     rec = run_json(args, tmp_path, capsys)
     dual = rec["vqa"]["dual"]
     assert dual["what"] == "(image, answer text) pairs" and dual["cached"] is False
-    assert dual["pairs"] == 18  # 9 train images x (colour, shape); "no" names nothing
+    assert dual["pairs"] == 16  # 8 train images x (colour, shape); "no" names nothing
     assert rec["vqa"]["dims"] == {"image": 512, "text": 512}
     projections = [c for c in rec["params"]["breakdown"] if c["component"].startswith("dual projections")]
     assert projections[0]["params"] == 448 * 512 + 48 * 512 + 1 and projections[0]["trainable"] == 0
@@ -168,7 +171,7 @@ def test_compare_grids_over_encoders_and_fusions(tiny_image_encoder, tiny_resnet
     records = Store(out["store"]).records()
     assert {(r.method, r.config["fusion"]) for r in records} == {("head", "concat"), ("head", "product")}
     assert len({r.model for r in records}) == 2
-    assert calls["images"] == 24  # 12 images x 2 image encoders, whatever the fusions and seeds
+    assert calls["images"] == 22  # 11 images x 2 image encoders, whatever the fusions and seeds
 
 
 @pytest.mark.slow

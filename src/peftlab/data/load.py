@@ -1,4 +1,5 @@
-"""load_data: one name (packaged, local path, hub id) -> ClassificationData with a fixed split and stratified subsets.
+"""load_data: one name (packaged, local path, hub id) -> ClassificationData with fixed train / validation / test
+splits and stratified subsets.
 
 Called by the run and compare code; `infer_task(name)` answers "text or image?" as cheaply as the source allows.
 """
@@ -16,15 +17,18 @@ from peftlab.data.packaged import PACKAGED_DATASETS
 from peftlab.data.split import (
     EVAL_STREAM,
     TRAIN_STREAM,
+    VALIDATION_SUBSET_STREAM,
+    carve_validation,
     check_max_samples,
     stratified_split,
     stratified_subset,
 )
 from peftlab.data.table import pools_from_splits, resolve_columns
-from peftlab.data.types import IMAGE, TASKS, TEXT, ClassificationData, Pool, Pools, Split
+from peftlab.data.types import IMAGE, TASKS, TEXT, ClassificationData, LazyInputs, Pool, Pools, Split
 from peftlab.errors import BadInput
 
-EVAL_FRACTION = 0.2  # share of each class held out when the data has no eval split
+EVAL_FRACTION = 0.2  # share of each class held out for test when the data has no test split
+VALIDATION_FRACTION = 0.1  # share of each class left for training held out for validation when there is none
 
 
 def _check_task(task: str | None) -> str | None:
@@ -103,7 +107,9 @@ def find_pools(
     )
 
 
-def _subset(pool: Pool, n: int | None, seed: int, stream: int, part: str, notes: list[str]) -> Split:
+def _subset(
+    pool: Pool, n: int | None, seed: int, stream: int, part: str, notes: list[str], lazy: bool = False
+) -> Split:
     full = len(pool.labels)
     idx = np.arange(full)
     if n is not None and n < full:
@@ -111,7 +117,8 @@ def _subset(pool: Pool, n: int | None, seed: int, stream: int, part: str, notes:
         k = len(np.unique(pool.labels))
         short = "" if n >= k else f"; {n} < {k} classes, so not every class is present"
         notes.append(f"{part} subset {len(idx)} of {full} (stratified, split seed {seed}{short})")
-    return Split(inputs=pool.take(idx), labels=pool.labels[idx].astype(np.int64))
+    inputs = LazyInputs(pool.take, idx) if lazy else pool.take(idx)
+    return Split(inputs=inputs, labels=pool.labels[idx].astype(np.int64))
 
 
 def assemble(
@@ -122,10 +129,14 @@ def assemble(
     eval_fraction: float,
     max_train_samples: int | None,
     max_eval_samples: int | None,
+    max_validation_samples: int | None = None,
+    validation_fraction: float = VALIDATION_FRACTION,
 ) -> ClassificationData:
-    """Pools -> fixed train/eval split (made here when the data has none) -> stratified subsets -> inputs made."""
+    """Pools -> fixed test split (carved from the pool when the data has none) -> fixed validation split (carved from
+    what train keeps when the data has none) -> stratified subsets -> train and test inputs made (validation's on
+    first use). max_validation_samples None: the test subset's cap (max_eval_samples), else all."""
     notes = [pools.split_note] if pools.split_note else []
-    train, evaluation = pools.train, pools.eval
+    train, evaluation, validation = pools.train, pools.eval, pools.validation
     if evaluation is None:
         train_idx, eval_idx = stratified_split(
             pools.train.labels, eval_fraction, split_seed, pools.label_names
@@ -133,15 +144,34 @@ def assemble(
         train, evaluation = pools.train.subset(train_idx), pools.train.subset(eval_idx)
         pct = round(100 * eval_fraction, 6)
         notes.append(f"no official split: stratified {100 - pct:g}/{pct:g}, split seed {split_seed}")
-    full_sizes = {"train": len(train.labels), "eval": len(evaluation.labels)}
+    if validation is None:
+        train_idx, val_idx = carve_validation(train.labels, validation_fraction, split_seed)
+        lonely = sorted(set(train.labels.tolist()) - set(train.labels[val_idx].tolist()))
+        train, validation = train.subset(train_idx), train.subset(val_idx)
+        pct = round(100 * validation_fraction, 6)
+        note = f"validation: {pct:g}% of each training class (at least 1) carved from train, split seed {split_seed}"
+        if lonely:
+            names = ", ".join(repr(pools.label_names[c]) for c in lonely)
+            note += f" (one training example, so not in validation: {names})"
+        notes.append(note)
+    full_sizes = {
+        "train": len(train.labels),
+        "validation": len(validation.labels),
+        "eval": len(evaluation.labels),
+    }
+    max_validation = max_validation_samples if max_validation_samples is not None else max_eval_samples
     train_split = _subset(train, max_train_samples, split_seed, TRAIN_STREAM, "train", notes)
-    eval_split = _subset(evaluation, max_eval_samples, split_seed, EVAL_STREAM, "eval", notes)
+    val_split = _subset(
+        validation, max_validation, split_seed, VALIDATION_SUBSET_STREAM, "validation", notes, lazy=True
+    )
+    eval_split = _subset(evaluation, max_eval_samples, split_seed, EVAL_STREAM, "test", notes)
     return ClassificationData(
         name=name,
         task=pools.task,
         label_names=list(pools.label_names),
         train=train_split,
         eval=eval_split,
+        validation=val_split,
         source=pools.source,
         notes="; ".join(notes),
         full_sizes=full_sizes,
@@ -155,15 +185,20 @@ def load_data(
     split_seed: int = 0,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    max_validation_samples: int | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
     image_column: str | None = None,
     eval_split: str | None = None,
     eval_fraction: float = EVAL_FRACTION,
+    validation_fraction: float = VALIDATION_FRACTION,
 ) -> ClassificationData:
     """A packaged name, a local file/folder or a hub id (name or name:config) -> ClassificationData.
 
-    The split and the subsets depend on split_seed only (never on the training seed), so every method sees the same data.
+    The splits and the subsets depend on split_seed only (never on the training seed), so every method sees the same
+    data. Test: the data's own (see table.choose_splits), else eval_fraction of each class. Validation: the data's own,
+    else validation_fraction of each class of what train keeps. max_eval_samples caps test; max_validation_samples caps
+    validation (None: max_eval_samples' cap, else all).
     """
     if not isinstance(name, str) or not name.strip():
         raise BadInput(
@@ -176,6 +211,10 @@ def load_data(
         raise BadInput(
             f"eval fraction must lie strictly between 0 and 1, got {eval_fraction!r}: pass e.g. 0.2"
         )
+    if not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
+        raise BadInput(
+            f"validation fraction must lie strictly between 0 and 1, got {validation_fraction!r}: pass e.g. 0.1"
+        )
     packaged = PACKAGED_DATASETS.get(name)
     if task is not None and packaged is not None and packaged.task != task:
         raise BadInput(
@@ -183,6 +222,7 @@ def load_data(
         )
     max_train = check_max_samples(max_train_samples, "--max-train-samples")
     max_eval = check_max_samples(max_eval_samples, "--max-eval-samples")
+    max_validation = check_max_samples(max_validation_samples, "--max-validation-samples")
     pools = find_pools(name, task, text_column, label_column, image_column, eval_split)
     if task is not None and pools.task != task:
         raise BadInput(
@@ -195,6 +235,8 @@ def load_data(
         eval_fraction=float(eval_fraction),
         max_train_samples=max_train,
         max_eval_samples=max_eval,
+        max_validation_samples=max_validation,
+        validation_fraction=float(validation_fraction),
     )
 
 

@@ -1,6 +1,7 @@
-"""Deterministic, stratified train/eval splits and subsets, driven by the split seed only.
+"""Deterministic, stratified train/validation/test splits and subsets, driven by the split seed only.
 
-`stratified_split(labels, 0.2, seed, names)` and `stratified_subset(labels, n, seed, stream)` return sorted indices.
+`stratified_split(labels, 0.2, seed, names)` (test from the pool), `carve_validation(labels, 0.1, seed)` (validation
+from what is left for training) and `stratified_subset(labels, n, seed, stream)` return sorted indices.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import numpy as np
 
 from peftlab.errors import BadInput
 
-# Separate random streams per purpose, so a subset never shifts the split and vice versa.
+# Separate random streams per purpose, so a subset never shifts the split and vice versa: the test carve, the train
+# subset and the test subset draw exactly what they drew before validation existed.
 SPLIT_STREAM, TRAIN_STREAM, EVAL_STREAM = 0, 1, 2
+VALIDATION_STREAM, VALIDATION_SUBSET_STREAM = 3, 4  # carving validation from the training pool; its subset
 
 
 def allocate(counts: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -53,6 +56,19 @@ def stratified_split(
     train_mask = np.ones(len(labels), dtype=bool)
     train_mask[eval_idx] = False
     return np.flatnonzero(train_mask), np.sort(eval_idx)
+
+
+def carve_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) training-pool labels -> (train_idx, validation_idx), sorted and disjoint. Each class c of n_c >= 2 examples
+    gives round(fraction * n_c) of them (half up), at least 1 and at most n_c - 1; a class with a single example keeps
+    it for training (no validation example). Depends on labels, fraction and seed only."""
+    _, counts = np.unique(labels, return_counts=True)
+    take = np.where(counts < 2, 0, np.clip(np.floor(counts * fraction + 0.5), 1, counts - 1)).astype(np.int64)
+    rng = np.random.default_rng([seed, VALIDATION_STREAM])
+    val_idx = np.concatenate([m[:k] for m, k in zip(_members(labels, rng), take)]).astype(np.int64)
+    train_mask = np.ones(len(labels), dtype=bool)
+    train_mask[val_idx] = False
+    return np.flatnonzero(train_mask), np.sort(val_idx)
 
 
 def stratified_subset(labels: np.ndarray, n: int, seed: int, stream: int) -> np.ndarray:

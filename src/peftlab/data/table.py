@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -17,7 +18,9 @@ from peftlab.errors import BadInput
 TEXT_COLUMNS = ("text", "sentence", "tweet", "content", "review")
 IMAGE_COLUMNS = ("image", "img", "pixel_values")
 LABEL_COLUMNS = ("label", "labels", "class", "target")
-EVAL_SPLITS = ("test", "validation", "valid", "val", "dev")  # first present and labelled wins
+TEST_SPLITS = ("test",)
+VALIDATION_SPLITS = ("validation", "valid", "val", "dev")  # first present and labelled wins
+EVAL_SPLITS = TEST_SPLITS + VALIDATION_SPLITS  # the test split: first present and labelled wins
 
 
 def _listed(names) -> str:
@@ -135,10 +138,23 @@ def _unlabelled(ds: datasets.Dataset, label_column: str) -> bool:
     return all(v is None or v == -1 for v in values)
 
 
+class Chosen(NamedTuple):
+    """Which splits of the data play which part; None: not in the data (load_data carves it from train)."""
+
+    train: str
+    validation: str | None
+    test: str | None
+    note: str
+
+
 def choose_splits(
     splits: dict[str, datasets.Dataset], what: str, eval_split: str | None, label_column: str | None
-) -> tuple[str, str | None, str]:
-    """-> (train split, eval split or None, a note on the choice)."""
+) -> Chosen:
+    """-> the train split, the official validation and test splits (or None), and a note on the choice.
+
+    Test: --eval-split when given, else `test`, else the first validation-named split (food101 ships train/validation:
+    its validation is the test split). Validation: the first validation-named split that is not the test split.
+    With label_column given, splits whose labels are all missing are skipped (and said so)."""
     names = list(splits)
     if "train" in splits:
         train = "train"
@@ -146,6 +162,18 @@ def choose_splits(
         train = names[0]
     else:
         raise BadInput(f"{what} has no 'train' split (splits: {_listed(names)}): provide one named 'train'")
+    skipped: list[str] = []
+
+    def usable(name: str) -> bool:
+        if name not in splits or name == train:
+            return False
+        if label_column is not None and _unlabelled(splits[name], label_column):
+            if name not in skipped:
+                skipped.append(name)
+            return False
+        return True
+
+    how = ""
     if eval_split is not None:
         if eval_split not in splits:
             raise BadInput(
@@ -155,18 +183,20 @@ def choose_splits(
             raise BadInput(
                 f"--eval-split {eval_split!r} is the training split of {what}: pick another, or leave it unset for a stratified split"
             )
-        return train, eval_split, f"official split {train}/{eval_split} (chosen by --eval-split)"
-    skipped = []
-    for name in EVAL_SPLITS:
-        if name in splits:
-            if label_column is not None and _unlabelled(splits[name], label_column):
-                skipped.append(name)
-                continue
-            note = f"official split {train}/{name}" + (
-                f" ({_listed(skipped)} unlabelled, not used)" if skipped else ""
-            )
-            return train, name, note
-    return train, None, (f"{_listed(skipped)} unlabelled, not used" if skipped else "")
+        test, how = eval_split, " (chosen by --eval-split)"
+    else:
+        test = next((n for n in TEST_SPLITS + VALIDATION_SPLITS if usable(n)), None)
+        if test is not None and test not in TEST_SPLITS:
+            how = f" ({test} used as the test split)"
+    validation = next((n for n in VALIDATION_SPLITS if n != test and usable(n)), None)
+    notes = []
+    if test is not None:
+        notes.append(f"official split {train}/{test}{how}")
+    if validation is not None:
+        notes.append(f"validation: official split {validation}")
+    if skipped:
+        notes.append(f"{_listed(skipped)} unlabelled, not used")
+    return Chosen(train, validation, test, "; ".join(notes))
 
 
 def _taker(ds: datasets.Dataset, column: str, task: str, base_dir: Path | None, split: str):
@@ -198,22 +228,23 @@ def pools_from_splits(
     base_dir: Path | None = None,
 ) -> Pools:
     """The shared path: pick splits and columns, encode labels once for all splits, defer the inputs."""
-    train_name, _, _ = choose_splits(splits, what, eval_split, None)
-    train_ds = splits[train_name]
+    train_ds = splits[choose_splits(splits, what, eval_split, None).train]
     task, input_column, label_column = resolve_columns(
         train_ds.column_names, train_ds.features, what, task, text_column, label_column, image_column
     )
-    train_name, eval_name, note = choose_splits(splits, what, eval_split, label_column)
-    used = {train_name: train_ds}
-    if eval_name is not None:
-        eval_ds = splits[eval_name]
+    chosen = choose_splits(splits, what, eval_split, label_column)
+    used = {chosen.train: train_ds}
+    for name in (chosen.test, chosen.validation):
+        if name is None:
+            continue
+        ds = splits[name]
         for column in (input_column, label_column):
-            if column not in eval_ds.column_names:
+            if column not in ds.column_names:
                 raise BadInput(
-                    f"split {eval_name!r} of {what} lacks column {column!r} (columns: {_listed(eval_ds.column_names)}): "
+                    f"split {name!r} of {what} lacks column {column!r} (columns: {_listed(ds.column_names)}): "
                     "give it the same columns as train"
                 )
-        used[eval_name] = eval_ds
+        used[name] = ds
     for name, ds in used.items():
         if len(ds) == 0:
             raise BadInput(f"split {name!r} of {what} has no rows: add examples")
@@ -228,8 +259,9 @@ def pools_from_splits(
     return Pools(
         task=task,
         label_names=names,
-        train=pools[train_name],
-        eval=pools[eval_name] if eval_name is not None else None,
+        train=pools[chosen.train],
+        eval=pools[chosen.test] if chosen.test is not None else None,
+        validation=pools[chosen.validation] if chosen.validation is not None else None,
         source=source,
-        split_note="; ".join(n for n in (columns, note) if n),
+        split_note="; ".join(n for n in (columns, chosen.note) if n),
     )

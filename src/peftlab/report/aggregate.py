@@ -185,6 +185,7 @@ def _row(dataset: str, model: str, ident: str, all_runs: list[Record]) -> dict:
         "identity": ident,
         "knobs": _knobs(first),  # the method's own settings, {"lora_r": 4, ...}: what a sweep varies
         "trained": method.needs_training if method else True,  # False: evaluated as loaded (no trade-off)
+        "tuned": bool(first.extra.get("tuning")),  # its settings came from a tuning study (compare --tune)
         "task": first.task,
         "n_seeds": len(scored),  # the n of every accuracy mean, std and CI
         "n_runs": len(runs),
@@ -243,9 +244,11 @@ def _disambiguate(rows: list[dict], identities: dict[int, dict]) -> None:
         if len(group) < 2:
             continue
         ids = [identities[id(r)] for r in group]
-        keys = sorted(k for k in {k for i in ids for k in i} if len({repr(i.get(k)) for i in ids}) > 1)
+        keys = sorted(k for k in {k for i in ids for k in i} if len({repr(i.get(k, "?")) for i in ids}) > 1)
         for r, i in zip(group, ids):
-            r["label"] += " " + " ".join(f"{k}={short_value(i.get(k))}" for k in keys)
+            # settings absent on one side (an older record) count as differing too; the identity is the last resort
+            tail = " ".join(f"{k}={short_value(i.get(k))}" for k in keys) or f"#{r['identity'][:6]}"
+            r["label"] += " " + tail
 
 
 def rows_by_dataset(rows: list[dict]) -> dict[str, list[dict]]:

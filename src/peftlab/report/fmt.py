@@ -109,3 +109,16 @@ def several_models(rows: list[dict]) -> bool:
 def plural(n: int, noun: str) -> str:
     """1 -> "1 run", 3 -> "3 runs" (regular English plurals only)."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def tuning_note(rows: list[dict]) -> str | None:
+    """Says plainly when trained configurations ran with untuned default settings (one setting per method is not a
+    fair comparison); None when every trained row was tuned with the same budget."""
+    untuned = [r["label"] for r in rows if r.get("trained", True) and not r.get("tuned")]
+    if not untuned:
+        return None
+    return (
+        "Settings: untuned defaults (one setting per method, not tuned on this data) for "
+        f"{', '.join(untuned)}; `peftlab compare --tune N` gives every method the same tuning budget on the "
+        "validation split."
+    )

@@ -24,6 +24,7 @@ from peftlab.report.fmt import (
     is_num,
     plural,
     several_models,
+    tuning_note,
 )
 from peftlab.report.plots import Plot
 
@@ -212,6 +213,7 @@ def _dataset_section(
         f"<h2>{_e(dataset)}</h2><p class=sub>{_e(sub)}</p>",
         "<h3>Leaderboard</h3>",
         _leaderboard(rows),
+        f"<p class=sub>{_e(tuning_note(rows))}</p>" if tuning_note(rows) else "",
         _row_warnings(rows),
         "<h3>Written comparison</h3>",
         "<ol class=prose>" + "".join(f"<li>{_e(s)}</li>" for s in sentences) + "</ol>",

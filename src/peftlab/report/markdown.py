@@ -22,6 +22,7 @@ from peftlab.report.fmt import (
     is_num,
     plural,
     several_models,
+    tuning_note,
 )
 from peftlab.report.html import ReportData
 
@@ -112,6 +113,8 @@ def _dataset_section(
         _leaderboard(rows),
         "",
     ]
+    if tuning_note(rows):
+        out += [md_escape(tuning_note(rows)), ""]
     label = several_models(rows)
     for x in rows:
         for key, values in (x.get("mixed_config") or {}).items():

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from peftlab.report.aggregate import rows_by_dataset
-from peftlab.report.fmt import fmt_count, fmt_mean_ci, fmt_pct, fmt_seconds, fmt_signed, is_num
+from peftlab.report.fmt import fmt_count, fmt_mean_ci, fmt_pct, fmt_seconds, fmt_signed, is_num, tuning_note
 
 HEADERS = (
     "#",
@@ -69,4 +69,5 @@ def leaderboard_text(rows: list[dict]) -> str:
         title = f"{dataset}" + (f" ({task})" if task else "")
         blocks.append("\n".join([title, lines[0], rule, *lines[1:]]))
     legend = "± = 95% CI half-width over seeds (n/a with one seed); vs untrained = accuracy gained over the model before training"
-    return "\n\n".join(blocks) + "\n" + legend
+    note = tuning_note(rows)
+    return "\n\n".join(blocks) + "\n" + legend + (f"\n{note}" if note else "")

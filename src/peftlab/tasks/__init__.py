@@ -28,6 +28,9 @@ class Task:
     check: Callable = _no_check  # (cfg) -> None: the task's own settings, as bad input with the flag
     lr: float | None = None  # default learning rate for every method of this task (else the method's own)
     models_optional: bool = False  # True: --model may be empty (vqa names its encoders instead)
+    # (cfg, *, memo, progress, report) -> validation accuracy after training; report(epoch, accuracy) after each epoch
+    # (tuning prunes there). Scores on the validation split only: test is never seen. None: not tunable yet.
+    validate: Callable | None = None
 
     def default_lr(self, method) -> float:
         return self.lr if self.lr is not None else method.default_lr
@@ -63,6 +66,7 @@ def resolve(cfg, cache: dict | None = None) -> Task:
 
 from peftlab.tasks import classification, vqa  # noqa: E402
 
-register(Task("text-classification", classification.run, "lora", infer=classification.infer))
-register(Task("image-classification", classification.run, "lora"))
+register(Task("text-classification", classification.run, "lora", infer=classification.infer,
+              validate=classification.validate))  # fmt: skip
+register(Task("image-classification", classification.run, "lora", validate=classification.validate))
 register(Task("vqa", vqa.run, "head", claims=vqa.claims, check=vqa.check, lr=vqa.LR, models_optional=True))

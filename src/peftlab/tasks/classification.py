@@ -1,7 +1,8 @@
 """Text and image classification: load data and model, apply the method, evaluate, train, evaluate, save.
 
 `run(cfg, record, memo=..., progress=...)` is the entry point for both tasks (registered twice in tasks/__init__.py);
-`peftlab.run.run_experiment` owns the record's life (ids, store, failure and Ctrl-C handling).
+`peftlab.run.run_experiment` owns the record's life (ids, store, failure and Ctrl-C handling). Metrics come from the
+test split; `validation_inputs(...)` hands the validation split, encoded on first request, to callers that choose.
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def infer(cfg: RunConfig, cache: dict) -> str:
 
 def _data_key(cfg: RunConfig) -> tuple:
     return ("data", cfg.dataset, cfg.task, cfg.split_seed, cfg.max_train_samples, cfg.max_eval_samples,
-            cfg.text_column, cfg.label_column, cfg.image_column, cfg.eval_split)  # fmt: skip
+            cfg.max_validation_samples, cfg.text_column, cfg.label_column, cfg.image_column,
+            cfg.eval_split)  # fmt: skip
 
 
 def _load(cfg: RunConfig, memo: dict) -> ClassificationData:
     data = memo_get(memo, _data_key(cfg), lambda: load_data(
         cfg.dataset, task=cfg.task, split_seed=cfg.split_seed, max_train_samples=cfg.max_train_samples,
-        max_eval_samples=cfg.max_eval_samples, text_column=cfg.text_column, label_column=cfg.label_column,
-        image_column=cfg.image_column, eval_split=cfg.eval_split))  # fmt: skip
+        max_eval_samples=cfg.max_eval_samples, max_validation_samples=cfg.max_validation_samples,
+        text_column=cfg.text_column, label_column=cfg.label_column, image_column=cfg.image_column,
+        eval_split=cfg.eval_split))  # fmt: skip
     if cfg.task != data.task:
         raise BadInput(
             f"--task {cfg.task}: dataset {cfg.dataset!r} holds {data.task} data; drop --task or change it"
@@ -70,6 +73,8 @@ def _load(cfg: RunConfig, memo: dict) -> ClassificationData:
 def _data_section(data: ClassificationData) -> Data:
     return Data(
         train_size=len(data.train.labels),
+        validation_size=len(data.validation.labels),
+        test_size=len(data.eval.labels),
         eval_size=len(data.eval.labels),
         num_labels=len(data.label_names),
         label_names=data.label_names,
@@ -107,6 +112,25 @@ def _inputs(model, anat, enc_train, enc_eval, cfg: RunConfig, memo: dict, trains
     return Inputs(train_in, eval_in, plan, cut)
 
 
+def _enc_key(cfg: RunConfig, loaded) -> tuple:
+    # encodings depend on the data, the model's preprocessing and its settings; the split is appended
+    return ("enc", _data_key(cfg), loaded.source, cfg.max_length, cfg.image_size)
+
+
+def validation_inputs(cfg: RunConfig, data: ClassificationData, loaded, memo: dict, *, plan=None, log=None):
+    """The validation split as evaluate() reads it, made on the first request and then shared through `memo` (plain
+    runs never ask, so never pay). `loaded` is models.load_model's result for cfg.model; with the run's prefix plan
+    (train.cache.Plan, Inputs.plan), the cached activations past the frozen prefix instead, for evaluate(...,
+    forward=skip_prefix(plan).logits). -> train.encode.Encoded, or CachedEncoded with a plan."""
+    enc = memo_get(
+        memo, _enc_key(cfg, loaded) + ("validation",), lambda: _encode(data.validation, loaded, cfg)
+    )
+    if plan is None:
+        return enc
+    cached, _ = _prefix_inputs(memo, plan, enc, cfg, log or (lambda m: None))
+    return cached
+
+
 def _params(model, loaded, cfg: RunConfig, num_labels: int, log) -> Params:
     measured = measure(model)
     method = REGISTRY[cfg.method]
@@ -128,13 +152,14 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
     record.data = _data_section(data)
     labels = data.label_names
     log(f"{cfg.model} / {cfg.dataset} / {cfg.method} / seed {cfg.seed}: {len(data.train.labels)} train, "
-        f"{len(data.eval.labels)} eval, {len(labels)} classes")  # fmt: skip
+        f"{len(data.validation.labels)} validation, {len(data.eval.labels)} test, "
+        f"{len(labels)} classes")  # fmt: skip
 
     with PeakMemory() as mem:
         set_seed(cfg.seed)  # the new head's initialisation and LoRA's A matrices depend on it
         loaded = load_model(cfg.model, data.task, labels, pooling=cfg.pooling)
         check_applies(method, loaded.anatomy, cfg.task)
-        enc_key = ("enc", _data_key(cfg), loaded.source, cfg.max_length, cfg.image_size)
+        enc_key = _enc_key(cfg, loaded)
         enc_train = memo_get(memo, enc_key + ("train",), lambda: _encode(data.train, loaded, cfg))
         enc_eval = memo_get(memo, enc_key + ("eval",), lambda: _encode(data.eval, loaded, cfg))
         steps = _total_steps(len(enc_train), cfg)
@@ -150,6 +175,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             with Timer() as t_base:
                 before = memo_get(memo, ("pre-eval", enc_key, loaded.pooling, cfg.seed),
                                   lambda: evaluate(model, inputs.eval, cfg.eval_batch_size, labels, forward=logits_fn))  # fmt: skip
+            record.metrics_split = "test"  # metrics and baseline_metrics; nothing here looks at validation
             record.baseline_metrics = Metrics.from_dict(before)
             stats, t_eval = None, t_base
             if method.needs_training:
@@ -173,6 +199,43 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
     _memory_format(model, cfg.task, torch.contiguous_format)  # what save_pretrained and users expect
     if cfg.save_model:
         record.artifacts.saved = _save(model, loaded, cfg, record)
+
+
+def validate(cfg: RunConfig, *, memo: dict, progress: bool = False, report=None) -> float:
+    """Tuning's objective: train as `run` does, score on the validation split after every epoch (report(epoch,
+    accuracy) may raise to prune) and return the last validation accuracy. The test split is never encoded here."""
+    log = _log(progress)
+    method = REGISTRY[cfg.method]
+    data = _load(cfg, memo)
+    if len(data.validation.labels) == 0:
+        raise BadInput(f"--dataset {cfg.dataset}: the validation split is empty, so there is nothing to tune on; "
+                       "give the data a validation split or more training examples per class")  # fmt: skip
+    set_seed(cfg.seed)
+    loaded = load_model(cfg.model, data.task, data.label_names, pooling=cfg.pooling)
+    check_applies(method, loaded.anatomy, cfg.task)
+    enc_train = memo_get(memo, _enc_key(cfg, loaded) + ("train",), lambda: _encode(data.train, loaded, cfg))
+    enc_val = validation_inputs(cfg, data, loaded, memo)
+    model = method.prepare(
+        loaded.model, loaded.anatomy, cfg.knobs, Context(cfg.task, _total_steps(len(enc_train), cfg))
+    )
+    _memory_format(model, cfg.task, torch.channels_last)
+    inputs = _inputs(model, loaded.anatomy, enc_train, enc_val, cfg, memo, method.needs_training, log)
+    scores: list[float] = []
+    with skip_prefix(inputs.plan) if inputs.plan is not None else contextlib.nullcontext() as fwd:
+        logits_fn, loss_fn = (fwd.logits, fwd.loss) if fwd is not None else (None, None)
+
+        def on_epoch(m, epoch: int) -> None:
+            scores.append(
+                evaluate(m, inputs.eval, cfg.eval_batch_size, data.label_names, forward=logits_fn)["accuracy"]
+            )
+            if report is not None:
+                report(epoch, scores[-1])
+
+        train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+              weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
+              progress=progress, desc=f"{cfg.method} trial", forward=loss_fn, after_step=method.after_step,
+              on_epoch=on_epoch)  # fmt: skip
+    return scores[-1]
 
 
 def _total_steps(n_train: int, cfg: RunConfig) -> int:

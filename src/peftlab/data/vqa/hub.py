@@ -17,6 +17,7 @@ from peftlab.data.vqa.local import (
     IMAGE_COLUMNS,
     QUESTION_COLUMNS,
     TYPE_COLUMNS,
+    VALIDATION_NAMES,
     Columns,
     pick_column,
 )
@@ -86,10 +87,16 @@ def load_hub(name: str, cols: Columns, eval_split: str | None) -> Found:
     splits = list(dd)
     if eval_split and eval_split not in splits:
         raise BadInput(f"--eval-split {eval_split}: {name} has splits {', '.join(splits)}")
-    ev_name = eval_split or next((s for s in ("test", "validation", "val") if s in splits), None)
+    # test: --eval-split, else test, else a validation split (then validation comes from train); validation: the
+    # first validation split that is not the test split
+    ev_name = eval_split or next((s for s in ("test", *VALIDATION_NAMES) if s in splits), None)
     tr_name = "train" if "train" in splits else next(s for s in splits if s != ev_name)
+    val_name = next((s for s in VALIDATION_NAMES if s in splits and s not in (ev_name, tr_name)), None)
     notes = [f"hub splits {tr_name} / {ev_name}" if ev_name else f"hub split {tr_name} only"]
+    if val_name:
+        notes[0] += f"; validation: hub split {val_name}"
     train = hf_split(dd[tr_name], cols, f"{name}[{tr_name}]", notes)
     ev = hf_split(dd[ev_name], cols, f"{name}[{ev_name}]", notes) if ev_name else None
+    val = hf_split(dd[val_name], cols, f"{name}[{val_name}]", notes) if val_name else None
     fp = getattr(dd[tr_name], "_fingerprint", "")
-    return Found(train, ev, f"hub {name}", notes, f"hub {name} {fp}")
+    return Found(train, ev, f"hub {name}", notes, f"hub {name} {fp}", val)

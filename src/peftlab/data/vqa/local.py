@@ -23,6 +23,8 @@ IMAGE_COLUMNS = ("image", "image_path", "image_file", "image_id", "img", "file",
 QUESTION_COLUMNS = ("question", "questions", "query", "text", "prompt")
 ANSWER_COLUMNS = ("answer", "answers", "label", "target", "multiple_choice_answer")
 TYPE_COLUMNS = ("question_type", "type", "qtype")
+TEST_NAMES = ("test", "eval")  # split-column values (and file-name parts) of the test split
+VALIDATION_NAMES = ("validation", "valid", "val", "dev")  # ... of the validation split
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -115,28 +117,44 @@ def table_split(path: Path, cols: Columns, notes: list[str]) -> tuple[VQASplit, 
     return split, ([str(r["split"]).strip().lower() for r in rows] if "split" in columns else None)
 
 
-def _table_files(folder: Path) -> tuple[Path, Path | None] | None:
+def _part(stem: str) -> str | None:
+    # a table's part from its name: train.csv, test.jsonl, eval.csv, val.csv, validation.tsv, dev.json
+    stem = stem.lower()
+    if "train" in stem:
+        return "train"
+    if any(w in stem for w in TEST_NAMES):
+        return "test"
+    if any(w in stem for w in ("val", "dev")):
+        return "validation"
+    return None
+
+
+def _table_files(folder: Path) -> tuple[Path, Path | None, Path | None] | None:
+    """-> (train, test, validation) tables; with no test table a validation table is the test split (as food101)."""
     tables = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in TABLE_SUFFIXES]
-    train = next((p for p in tables if "train" in p.stem.lower()), None)
+    train = next((p for p in tables if _part(p.stem) == "train"), None)
     if train is None:
-        return (tables[0], None) if len(tables) == 1 else None
-    evals = [p for p in tables if p != train and any(w in p.stem.lower() for w in ("test", "eval", "val"))]
-    return train, (evals[0] if evals else None)
+        return (tables[0], None, None) if len(tables) == 1 else None
+    tests = [p for p in tables if _part(p.stem) == "test"]
+    vals = [p for p in tables if _part(p.stem) == "validation"]
+    if not tests:
+        tests, vals = vals[:1], vals[1:]
+    return train, (tests[0] if tests else None), (vals[0] if vals else None)
 
 
 def load_local(path: Path, cols: Columns) -> Found:
     if path.is_dir():
         if daquar_files(path) is not None:
             return load_daquar_folder(path)
-        pair = _table_files(path)
-        if pair is None:
+        found = _table_files(path)
+        if found is None:
             raise BadInput(
                 f"--dataset {path}: no VQA data found: expect DAQUAR's qa.*.train.txt + qa.*.test.txt and images/, "
-                "or train.csv|jsonl (+ test.csv|jsonl) with image, question and answer columns"
+                "or train.csv|jsonl (+ test.csv|jsonl, + validation.csv|jsonl) with image, question and answer columns"
             )
-        train_file, eval_file = pair
+        train_file, eval_file, val_file = found
     elif path.suffix.lower() in TABLE_SUFFIXES:
-        train_file, eval_file = path, None
+        train_file, eval_file, val_file = path, None, None
     elif path.suffix == ".txt" and "train" in path.name:
         return load_daquar_folder(path.parent, path)
     else:
@@ -145,14 +163,25 @@ def load_local(path: Path, cols: Columns) -> Found:
         )
     notes: list[str] = []
     train, split_col = table_split(train_file, cols, notes)
-    ev = None
+    ev = val = None
     if eval_file is not None:
         ev, _ = table_split(eval_file, cols, notes)
-        notes.insert(0, f"files {train_file.name} / {eval_file.name}")
+        if val_file is not None:
+            val, _ = table_split(val_file, cols, notes)
+        shown = " / ".join(f.name for f in (train_file, val_file, eval_file) if f is not None)
+        notes.insert(0, f"files {shown} (test: {eval_file.name})")
     elif split_col is not None:
-        is_eval = np.array([s in ("test", "eval", "validation", "val") for s in split_col])
-        if is_eval.any() and not is_eval.all():
-            ev, train = train.subset(np.flatnonzero(is_eval)), train.subset(np.flatnonzero(~is_eval))
+        # rows marked test / eval are the test split, validation / val / valid / dev the validation split; with no
+        # test rows the validation rows are the test split (as food101); every other value is training
+        part = np.array(["test" if s in TEST_NAMES else "validation" if s in VALIDATION_NAMES else "train"
+                         for s in split_col])  # fmt: skip
+        if not (part == "test").any():
+            part[part == "validation"] = "test"
+        if (part == "test").any() and (part == "train").any():
+            ev = train.subset(np.flatnonzero(part == "test"))
+            if (part == "validation").any():
+                val = train.subset(np.flatnonzero(part == "validation"))
+            train = train.subset(np.flatnonzero(part == "train"))
             notes.insert(0, "split from the table's `split` column")
-    files = [train_file] + ([eval_file] if eval_file else [])
-    return Found(train, ev, f"local {path}", notes, file_identity(*files))
+    files = [f for f in (train_file, eval_file, val_file) if f is not None]
+    return Found(train, ev, f"local {path}", notes, file_identity(*files), val)

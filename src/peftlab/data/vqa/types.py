@@ -1,4 +1,5 @@
-"""VQA data in one shape: questions, answer strings and the distinct images they ask about, split train/eval.
+"""VQA data in one shape: questions, answer strings and the distinct images they ask about, split train / validation /
+test (`eval` is the test split's name in code), an image's questions always on one side.
 
 Every loader in data/vqa/ returns a `Found`; `load_vqa` (data/vqa/__init__.py) makes it a `VQAData`.
 """
@@ -15,7 +16,12 @@ from PIL import Image
 from peftlab.data.images import open_rgb
 from peftlab.errors import BadInput
 
-EVAL_FRACTION = 0.2  # share of images (with all their questions) held out when the data has no eval split
+EVAL_FRACTION = (
+    0.2  # share of images (with all their questions) held out for test when the data has no test split
+)
+VALIDATION_FRACTION = (
+    0.1  # share of the training images (with their questions) held out when there is no validation
+)
 
 
 @dataclass
@@ -67,22 +73,30 @@ class VQASplit:
 class VQAData:
     name: str  # as the user gave it
     train: VQASplit
-    eval: VQASplit
+    eval: VQASplit  # the test split: every reported metric comes from it (also reachable as `.test`)
     source: str  # packaged file, hub id, local path
-    notes: str  # how the split, subsets and answers were made
-    full_sizes: dict  # questions before subsetting {"train": int, "eval": int}
+    notes: str  # how the splits, subsets and answers were made
+    full_sizes: (
+        dict  # questions before subsetting {"train": int, "validation": int, "eval": int}; eval = test
+    )
     identity: str  # what the data is, for the embedding cache key: name + version / path
+    validation: VQASplit  # for choosing, never reported; not embedded by plain runs
+
+    @property
+    def test(self) -> VQASplit:
+        return self.eval
 
 
 @dataclass
 class Found:
-    """What a loader read: the train split, maybe an eval split, and how to describe them."""
+    """What a loader read: the train split, maybe test and validation splits, and how to describe them."""
 
     train: VQASplit
-    eval: VQASplit | None  # None: load_vqa holds out EVAL_FRACTION of the images
+    eval: VQASplit | None  # the test split; None: load_vqa holds out EVAL_FRACTION of the images
     source: str
     notes: list[str]
     identity: str
+    validation: VQASplit | None = None  # None: load_vqa holds out VALIDATION_FRACTION of the training images
 
 
 def file_images(paths: list[Path]) -> ImageSet:

@@ -2,6 +2,7 @@
 
 `run(cfg, record, memo=..., progress=...)` is the task's entry point (tasks/__init__.py); the method is `head`: only the
 fusion head trains, the encoders stay frozen. The record also gets majority / question-only / image-only baselines.
+Metrics come from the test split (`data.eval`); the validation split is loaded and sized but not embedded here.
 """
 
 from __future__ import annotations
@@ -199,10 +200,12 @@ def _answers(cfg: RunConfig, data: VQAData, row: dict) -> Answers:
 
 
 def _data_section(data: VQAData) -> Data:
-    tr, ev = data.train, data.eval
+    tr, val, ev = data.train, data.validation, data.eval
     vocab = sorted(set(tr.answers))
     return Data(
         train_size=len(tr),
+        validation_size=len(val),
+        test_size=len(ev),
         eval_size=len(ev),
         num_labels=len(vocab),
         label_names=vocab,
@@ -210,8 +213,12 @@ def _data_section(data: VQAData) -> Data:
         notes=data.notes,
         full_sizes=data.full_sizes,
         extra={
-            "images": {"train": len(tr.images), "eval": len(ev.images)},
-            "distinct_questions": {"train": len(set(tr.questions)), "eval": len(set(ev.questions))},
+            "images": {"train": len(tr.images), "validation": len(val.images), "eval": len(ev.images)},
+            "distinct_questions": {
+                "train": len(set(tr.questions)),
+                "validation": len(set(val.questions)),
+                "eval": len(set(ev.questions)),
+            },
             "question_types": sorted(set(tr.types)) if tr.types else None,
         },
     )
@@ -220,10 +227,11 @@ def _data_section(data: VQAData) -> Data:
 def _load(cfg: RunConfig, memo: dict) -> tuple[tuple, VQAData]:
     cols = Columns(cfg.image_column, cfg.text_column, cfg.label_column)
     key = ("vqa-data", cfg.dataset, cfg.split_seed, cfg.max_train_samples, cfg.max_eval_samples,
-           cfg.image_column, cfg.text_column, cfg.label_column, cfg.eval_split)  # fmt: skip
+           cfg.max_validation_samples, cfg.image_column, cfg.text_column, cfg.label_column, cfg.eval_split)  # fmt: skip
     data = _memo(memo, key, lambda: load_vqa(
         cfg.dataset, split_seed=cfg.split_seed, max_train_samples=cfg.max_train_samples,
-        max_eval_samples=cfg.max_eval_samples, columns=cols, eval_split=cfg.eval_split))  # fmt: skip
+        max_eval_samples=cfg.max_eval_samples, max_validation_samples=cfg.max_validation_samples, columns=cols,
+        eval_split=cfg.eval_split))  # fmt: skip
     return key, data
 
 
@@ -240,7 +248,8 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
     record.data = _data_section(data)
     tr, ev = data.train, data.eval
     log(f"{enc.label} / {cfg.dataset} / {cfg.method} ({cfg.fusion}) / seed {cfg.seed}: {len(tr)} train questions "
-        f"({len(tr.images)} images), {len(ev)} eval ({len(ev.images)} images), {record.data.num_labels} answers")  # fmt: skip
+        f"({len(tr.images)} images), {len(data.validation)} validation, {len(ev)} test ({len(ev.images)} images), "
+        f"{record.data.num_labels} answers")  # fmt: skip
 
     with PeakMemory() as mem:
         emb_key = ("vqa-emb", enc.label, enc.image.location, enc.text.location, data_key, cfg.image_size,
@@ -262,6 +271,9 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             return vqa_metrics(y_true, predict(h, img, txt, ans.eval).numpy(), vocab, ev.types)
 
         head = new_head("both")
+        record.metrics_split = (
+            "test"  # metrics, baseline_metrics and vqa_baselines; validation is not looked at
+        )
         record.baseline_metrics = Metrics.from_dict(score(head))
         stats = train_head(head, img, txt, ans.train, desc=f"{cfg.method} {cfg.fusion} s{cfg.seed}", **knobs)
         with Timer() as t_eval:
