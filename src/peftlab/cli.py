@@ -283,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with that knob in --methods; alone, it compares that method's settings); the report plots it",
     )
     p.add_argument(
+        "--tune",
+        metavar="N",
+        help="equal budgets: N Optuna trials per trained method on the validation split (same data and epochs), then "
+        "its best settings over the seeds, reported on test next to the default settings",
+    )
+    p.add_argument(
         "--fusions", help="vqa: comma-separated fusion heads to grid over (concat,product,concat-product)"
     )
     p.add_argument(

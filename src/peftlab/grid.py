@@ -28,6 +28,7 @@ GRID_KEYS = {
     "title",
     "method_settings",
     "sweep",
+    "tune",
 }
 
 # The default comparison on the packaged zoo (`make demo`): subsets sized so that (7 text + 5 image methods) x 3 seeds
@@ -263,7 +264,7 @@ def preflight(runs: list[RunConfig]) -> None:
 
 def suite_from_args(args) -> dict:
     suite = load_yaml(args.config) if getattr(args, "config", None) else {}
-    for key in ("models", "datasets", "methods", "seeds", "fusions", "sweep"):
+    for key in ("models", "datasets", "methods", "seeds", "fusions", "sweep", "tune"):
         value = getattr(args, key, None)
         if value is not None:
             suite[key] = value
@@ -287,6 +288,9 @@ def run_suite(
     store = Store(store_path)
     finished = store.finished() if resume else set()
     memo: dict = {}  # shared across runs: data, encodings, frozen-prefix caches (keyed so nothing leaks across models)
+    tuning: dict = {}
+    if suite.get("tune") is not None:
+        runs, tuning = with_tuned(runs, _tune_budget(suite["tune"]), out, memo=memo, progress=progress)
     done = new = failed = skipped = 0
     started = time.perf_counter()
     bar = tqdm(
@@ -300,7 +304,8 @@ def run_suite(
                 skipped += 1
             else:
                 try:
-                    run_experiment(cfg, store, memo=memo, progress=progress)
+                    extra = {"tuning": tuning[cfg.label]} if cfg.label in tuning else None
+                    run_experiment(cfg, store, memo=memo, progress=progress, extra=extra)
                     new += 1
                 except BadInput:
                     raise
@@ -333,7 +338,63 @@ def run_suite(
         "store": store_path,
         "report": report["report"],
         "summary": report["summary"],
+        **({"tuning": {k: {f: v[f] for f in TUNING_KEYS} for k, v in tuning.items()}} if tuning else {}),
     }
+
+
+TUNING_KEYS = ("study", "trials_complete", "trials_pruned", "best_params", "best_value")
+
+
+def _tune_budget(value) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"--tune {value!r}: give the number of tuning trials per method (>= 1)") from None
+    if n < 1:
+        raise BadInput(f"--tune {value}: give the number of tuning trials per method (>= 1)")
+    return n
+
+
+def with_tuned(runs: list[RunConfig], trials: int, out: Path, *, memo: dict, progress: bool):
+    """Equal budgets: every trained configuration of the grid gets `trials` Optuna trials (same data and epochs,
+    scored on validation; one study each, resumable), then its best settings run over the same seeds, labelled
+    "<label> tuned", right after its default-settings runs. -> (runs, {tuned label: tuning summary})."""
+    from peftlab.config import knob_label
+    from peftlab.methods import REGISTRY
+    from peftlab.tasks import TASKS
+    from peftlab.tune import study_name, tune
+
+    groups: dict[str, list[RunConfig]] = {}
+    for cfg in runs:
+        groups.setdefault(identity_hash(cfg.to_dict()), []).append(cfg)
+    out_runs, tuning = [], {}
+    for group in groups.values():
+        out_runs += group
+        first = group[0]
+        if not REGISTRY[first.method].needs_training or TASKS[first.task].validate is None:
+            continue
+        values = {k: v for k, v in first.to_dict().items() if k != "label"}
+        started = time.perf_counter()
+        result = tune(values, trials=trials, storage=str(out / "optuna.journal"), study=study_name(first),
+                      resume=True, progress=progress, memo=memo, up_to=True)  # fmt: skip
+        if result["best"] is None:
+            print(f"[peftlab] {study_name(first)}: no trial completed; no tuned run", file=sys.stderr)
+            continue
+        label = f"{first.label or knob_label(first.to_dict())} tuned"
+        states = [t["state"] for t in result["trials"]]
+        tuning[label] = {
+            "study": result["study"],
+            "trials_complete": states.count("COMPLETE"),
+            "trials_pruned": states.count("PRUNED"),
+            "best_params": result["best"]["params"],
+            "best_value": result["best"]["value"],
+            "tuning_s": round(sum(t["seconds"] or 0 for t in result["trials"]), 1),
+            "session_s": round(time.perf_counter() - started, 1),
+            "trials": [{k: t[k] for k in ("params", "value", "state")} for t in result["trials"]],
+        }
+        out_runs += [config.load({**values, **result["best"]["params"], "label": label, "seed": c.seed})
+                     for c in group]  # fmt: skip
+    return out_runs, tuning
 
 
 def run_compare(args) -> dict:

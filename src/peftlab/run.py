@@ -75,13 +75,19 @@ def set_threads(cfg: RunConfig) -> None:
 
 
 def run_experiment(
-    cfg: RunConfig, store: Store | None = None, *, memo: dict | None = None, progress: bool = True
+    cfg: RunConfig,
+    store: Store | None = None,
+    *,
+    memo: dict | None = None,
+    progress: bool = True,
+    extra: dict | None = None,
 ) -> Record:
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
     set_threads(cfg)
     store = store if store is not None else Store(cfg.resolved_store())
     record = Record.start(cfg, environment())
+    record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings
     try:
         TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
         record.status = "ok"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from peftlab import config
@@ -34,11 +35,32 @@ def open_storage(url: str | None, default_dir: Path):
                 f"--storage {path}: cannot write there ({e.strerror}); choose a writable file"
             ) from None
     engine = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60), url
-    except Exception as e:  # sqlalchemy's OperationalError, a missing driver, a malformed URL
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInput(f"--storage {url}: cannot open this storage ({first[:200]})") from None
+    target = _driver(url)
+    for attempt in range(
+        3
+    ):  # workers starting together race to create Optuna's tables: the loser tries again
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore"
+                )  # Optuna calls heartbeat_interval experimental; it is what we want
+                return optuna.storages.RDBStorage(target, engine_kwargs=engine, heartbeat_interval=60), url
+        except Exception as e:  # sqlalchemy's OperationalError, a missing driver, a malformed URL
+            if "UniqueViolation" in str(e) and attempt < 2:
+                time.sleep(1.0)
+                continue
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BadInput(f"--storage {url}: cannot open this storage ({first[:200]})") from None
+
+
+def _driver(url: str) -> str:
+    """postgresql:// means psycopg (v3) to SQLAlchemy 2; use psycopg2 when only it is installed (psycopg2-binary)."""
+    import importlib.util
+
+    plain = url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None
+    if plain and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def search_space(method, overrides: list[str]) -> dict:
@@ -78,8 +100,10 @@ def trial_rows(study) -> list[dict]:
 
 
 def tune(values: dict, *, trials: int, storage: str | None = None, study: str | None = None, resume: bool = False,
-         space: list[str] | None = None, progress: bool = True, memo: dict | None = None) -> dict:  # fmt: skip
-    """Run `trials` more trials of one (model, dataset, method) and return {study, storage, trials, best}."""
+         space: list[str] | None = None, progress: bool = True, memo: dict | None = None,
+         up_to: bool = False) -> dict:  # fmt: skip
+    """Run `trials` more trials of one (model, dataset, method) and return {study, storage, trials, best};
+    up_to=True: only as many as bring the study to `trials` finished trials (compare --tune's equal budget)."""
     import optuna
 
     from peftlab.methods import REGISTRY
@@ -122,11 +146,15 @@ def tune(values: dict, *, trials: int, storage: str | None = None, study: str | 
 
         return task.validate(cfg, memo=memo, progress=False, report=report)
 
+    if up_to:
+        finished = [t for t in s.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+        trials = max(0, trials - len(finished))
     bar = _bar(trials, progress)
     try:
-        s.optimize(
-            objective, n_trials=trials, callbacks=[bar.update], catch=(Exception,), gc_after_trial=True
-        )
+        if trials > 0:  # (Optuna reads n_trials=0 as "no limit")
+            s.optimize(
+                objective, n_trials=trials, callbacks=[bar.update], catch=(Exception,), gc_after_trial=True
+            )
     finally:
         bar.close()
     rows = trial_rows(s)

@@ -186,6 +186,7 @@ def _row(dataset: str, model: str, ident: str, all_runs: list[Record]) -> dict:
         "knobs": _knobs(first),  # the method's own settings, {"lora_r": 4, ...}: what a sweep varies
         "trained": method.needs_training if method else True,  # False: evaluated as loaded (no trade-off)
         "tuned": bool(first.extra.get("tuning")),  # its settings came from a tuning study (compare --tune)
+        "tuning": _tuning(first),
         "task": first.task,
         "n_seeds": len(scored),  # the n of every accuracy mean, std and CI
         "n_runs": len(runs),
@@ -222,6 +223,16 @@ def _row(dataset: str, model: str, ident: str, all_runs: list[Record]) -> dict:
     row["mixed_config"] = _mixed_config(runs)
     row["duplicates_dropped"] = dropped
     return row
+
+
+def _tuning(record: Record) -> dict | None:
+    """How compare --tune chose this configuration: study, trial counts, best settings and validation accuracy,
+    tuning seconds, and every trial's (params, value, state) for the learning-rate plot."""
+    t = record.extra.get("tuning")
+    if not t:
+        return None
+    keep = ("study", "trials_complete", "trials_pruned", "best_params", "best_value", "tuning_s", "trials")
+    return {k: t.get(k) for k in keep}
 
 
 def _knobs(record: Record) -> dict:

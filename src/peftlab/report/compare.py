@@ -124,12 +124,34 @@ def _leader_sentence(rows: list[dict], name: dict[int, str]) -> str:
     """ "3 configurations from 9 successful runs. lora leads at 0.840 ± 0.025 accuracy (3 seeds)." """
     leader = rows[0]
     n_runs = sum(r["n_seeds"] for r in rows)
-    return (
+    opening = (
         f"{len(rows)} configuration{'s' if len(rows) != 1 else ''} from {n_runs} successful run"
-        f"{'s' if n_runs != 1 else ''}. {name[id(leader)]} leads at "
-        f"{fmt_mean_ci(leader['accuracy_mean'], leader['accuracy_ci95'], leader['n_seeds'])} accuracy "
-        f"({_seeds(leader['n_seeds'])})."
+        f"{'s' if n_runs != 1 else ''}. "
     )
+    score = f"{fmt_mean_ci(leader['accuracy_mean'], leader['accuracy_ci95'], leader['n_seeds'])} accuracy"
+    tied = _within_ci(leader, rows[1:])
+    if tied is None:
+        return opening + f"{name[id(leader)]} leads at {score} ({_seeds(leader['n_seeds'])})."
+    return opening + (
+        f"{name[id(leader)]} has the highest mean, {score} ({_seeds(leader['n_seeds'])}), but no winner can be named "
+        f"on these seeds: {tied}."
+    )
+
+
+def _within_ci(leader: dict, others: list[dict]) -> str | None:
+    """Why the leader is not a clear winner (a runner-up whose 95% CI overlaps the leader's, or no interval at all),
+    or None when its CI clears every other configuration's."""
+    rivals = [r for r in others if is_num(r.get("accuracy_mean"))]
+    if not rivals:
+        return None
+    if not is_num(leader.get("accuracy_ci95")):
+        return "with one seed there is no interval to tell it from the next"
+    low = leader["accuracy_mean"] - leader["accuracy_ci95"]
+    overlapping = [r for r in rivals if r["accuracy_mean"] + (r.get("accuracy_ci95") or 0.0) >= low]
+    if not overlapping:
+        return None
+    names = ", ".join(str(r["label"]) for r in overlapping[:3])
+    return f"its 95% CI overlaps {names}"
 
 
 def _gain_sentences(rows: list[dict], name: dict[int, str]) -> list[str]:

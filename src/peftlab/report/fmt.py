@@ -122,3 +122,29 @@ def tuning_note(rows: list[dict]) -> str | None:
         f"{', '.join(untuned)}; `peftlab compare --tune N` gives every method the same tuning budget on the "
         "validation split."
     )
+
+
+def tuning_rows(rows: list[dict]) -> list[list[str]]:
+    """One table row per tuned configuration: label, tuned settings, best validation accuracy, trials (complete /
+    pruned), tuning time, test accuracy tuned, test accuracy with the default settings (the untuned row beside it)."""
+    out = []
+    for r in rows:
+        t = r.get("tuning")
+        if not t:
+            continue
+        default = next((d for d in rows if d["model"] == r["model"] and d["label"] == r["label"].removesuffix(" tuned")
+                        and not d.get("tuned")), None)  # fmt: skip
+        settings = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["best_params"].items()
+        )
+        out.append([
+            str(r["label"]), settings, fmt_acc(t.get("best_value")),
+            f"{t.get('trials_complete')} / {t.get('trials_pruned')}", fmt_seconds(t.get("tuning_s")),
+            fmt_mean_ci(r["accuracy_mean"], r["accuracy_ci95"], r["n_seeds"]),
+            fmt_mean_ci(default["accuracy_mean"], default["accuracy_ci95"], default["n_seeds"]) if default else "–",
+        ])  # fmt: skip
+    return out
+
+
+TUNING_HEADERS = ["tuned configuration", "tuned settings", "best validation accuracy", "trials complete / pruned",
+                  "tuning time", "test accuracy (tuned)", "test accuracy (defaults)"]  # fmt: skip

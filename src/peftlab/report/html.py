@@ -12,6 +12,7 @@ from peftlab.report.aggregate import rows_by_dataset
 from peftlab.report.compare import method_note
 from peftlab.report.content import Breakdown, DataUse, slug
 from peftlab.report.fmt import (
+    TUNING_HEADERS,
     config_label,
     fmt_acc,
     fmt_count,
@@ -25,6 +26,7 @@ from peftlab.report.fmt import (
     plural,
     several_models,
     tuning_note,
+    tuning_rows,
 )
 from peftlab.report.plots import Plot
 
@@ -111,6 +113,16 @@ def _table(headers: list[tuple[str, bool]], body: list[str], cls: str = "") -> s
     """headers: [(label, numeric?)]; body: ready <tr> strings."""
     head = "".join(f"<th class=num>{_e(h)}</th>" if num else f"<th>{_e(h)}</th>" for h, num in headers)
     return f"<div class=scroll><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _tuning_table(rows: list[dict]) -> str:
+    """compare --tune: per tuned configuration, what its equal budget chose and what it scored on test."""
+    body = tuning_rows(rows)
+    if not body:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in TUNING_HEADERS)
+    cells = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<h3>Tuning (equal budgets, chosen on validation, reported on test)</h3><table><tr>{head}</tr>{cells}</table>"
 
 
 def _leaderboard(rows: list[dict]) -> str:
@@ -214,6 +226,7 @@ def _dataset_section(
         "<h3>Leaderboard</h3>",
         _leaderboard(rows),
         f"<p class=sub>{_e(tuning_note(rows))}</p>" if tuning_note(rows) else "",
+        _tuning_table(rows),
         _row_warnings(rows),
         "<h3>Written comparison</h3>",
         "<ol class=prose>" + "".join(f"<li>{_e(s)}</li>" for s in sentences) + "</ol>",

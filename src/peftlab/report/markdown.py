@@ -9,6 +9,7 @@ from peftlab.report.aggregate import rows_by_dataset
 from peftlab.report.compare import method_note
 from peftlab.report.content import Breakdown
 from peftlab.report.fmt import (
+    TUNING_HEADERS,
     config_label,
     fmt_acc,
     fmt_count,
@@ -23,6 +24,7 @@ from peftlab.report.fmt import (
     plural,
     several_models,
     tuning_note,
+    tuning_rows,
 )
 from peftlab.report.html import ReportData
 
@@ -115,6 +117,10 @@ def _dataset_section(
     ]
     if tuning_note(rows):
         out += [md_escape(tuning_note(rows)), ""]
+    if tuning_rows(rows):  # compare --tune: what each method's equal tuning budget chose
+        body = [[md_escape(c) for c in row] for row in tuning_rows(rows)]
+        out += ["### Tuning (equal budgets, chosen on validation, reported on test)", "",
+                md_table(TUNING_HEADERS, body, right={2, 3, 4, 5, 6}), ""]  # fmt: skip
     label = several_models(rows)
     for x in rows:
         for key, values in (x.get("mixed_config") or {}).items():

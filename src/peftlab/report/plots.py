@@ -347,6 +347,36 @@ def sweep_plot(knob: str, members: list[dict], with_model: bool) -> Plot:
                 caption=caption, png_b64=to_base64_png(fig))  # fmt: skip
 
 
+def tuning_plot(rows: list[dict], colors: dict[str, str]) -> Plot | None:
+    """Validation accuracy of every completed tuning trial against its learning rate, one colour per tuned method:
+    how sensitive each method is to the learning rate. None without tuned rows."""
+    tuned = [r for r in rows if r.get("tuning") and r["tuning"].get("trials")]
+    if not tuned:
+        return None
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    drawn = 0
+    for r in tuned:
+        pts = [(t["params"]["lr"], t["value"]) for t in r["tuning"]["trials"]
+               if t.get("value") is not None and "lr" in t["params"]]  # fmt: skip
+        if pts:
+            xs, ys = zip(*sorted(pts))
+            ax.plot(xs, ys, "o", color=colors.get(r["label"], PALETTE[0]), label=r["label"], alpha=0.8)
+            drawn += len(pts)
+    if not drawn:
+        return None
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    caption = (f"{drawn} completed trials of {len(tuned)} tuned configurations (pruned trials stopped early and are "
+               "left out); a flat cloud means a method is forgiving about its learning rate.")  # fmt: skip
+    return Plot(name="tuning-lr", title="validation accuracy vs learning rate (tuning trials)", caption=caption,
+                png_b64=to_base64_png(fig))  # fmt: skip
+
+
 def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> list[Plot]:
     """All figures for one dataset's summary rows (best first); figures with nothing to draw are left out."""
     colors = colors or method_colors(rows)
@@ -357,4 +387,5 @@ def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> lis
         seed_spread_plot(rows, colors),
     ]
     plots += [sweep_plot(knob, members, several_models(rows)) for knob, members in sweeps(rows)]
+    plots.append(tuning_plot(rows, colors))
     return [p for p in plots if p is not None]
