@@ -114,7 +114,7 @@ def plural(n: int, noun: str) -> str:
 def tuning_note(rows: list[dict]) -> str | None:
     """Says plainly when trained configurations ran with untuned default settings (one setting per method is not a
     fair comparison); None when every trained row was tuned with the same budget."""
-    untuned = [r["label"] for r in rows if r.get("trained", True) and not r.get("tuned")]
+    untuned = list(dict.fromkeys(r["label"] for r in rows if r.get("trained", True) and not r.get("tuned")))
     if not untuned:
         return None
     return (
