@@ -190,11 +190,7 @@ def cmd_report(args) -> int:
     from peftlab.report import leaderboard_text, write_report
     from peftlab.store import Store
 
-    if not os.path.exists(args.store):
-        raise BadInput(
-            f"--store {args.store}: no such results store; run `peftlab run` or `peftlab compare` first"
-        )
-    records = Store(args.store).records()
+    records = Store(args.store, read_only=True).records()
     if not records:
         raise BadInput(f"--store {args.store}: the store holds no runs yet")
     out = write_report(records, _path(args.out))

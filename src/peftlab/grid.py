@@ -277,9 +277,9 @@ def run_suite(
     suite: dict, out: Path, *, resume: bool, progress: bool = True, json_mode: bool = False
 ) -> dict:
     from peftlab.report import leaderboard_text, write_report
-    from peftlab.run import run_experiment
+    from peftlab.run import check_writable, run_experiment
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out")
     suite = {**suite, "out": str(out)}
     store_path = suite.get("store") or str(out / "peftlab.db")
     suite["store"] = store_path

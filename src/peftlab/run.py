@@ -74,6 +74,19 @@ def set_threads(cfg: RunConfig) -> None:
         torch.set_num_threads(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
+def check_writable(folder: Path, flag: str) -> None:
+    """The folder exists or can be made, and a file can be written in it; else one line of bad input."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".peftlab-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise BadInput(
+            f"{flag} {folder}: cannot write there ({e.strerror}); choose a writable folder"
+        ) from None
+
+
 def run_experiment(
     cfg: RunConfig,
     store: Store | None = None,
@@ -85,6 +98,7 @@ def run_experiment(
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
     set_threads(cfg)
+    check_writable(Path(cfg.out), "--out")  # before training: a run must never end unable to save its record
     store = store if store is not None else Store(cfg.resolved_store())
     record = Record.start(cfg, environment())
     record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings

@@ -11,6 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from peftlab.errors import BadInput
 from peftlab.record import Record, as_record
 
 SCHEMA = """
@@ -26,17 +27,68 @@ CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, status);
 """
 
 
+VERSION = (
+    1  # PRAGMA user_version of stores this release writes; 0 = the first release's (same table, read as is)
+)
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """Open (or, unless read_only, create) a store; anything that is not a peftlab store of this or an earlier
+        version is one line of bad input, and such a file is never written to."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        self.read_only = read_only
+        if read_only and not self.path.is_file():
+            raise BadInput(
+                f"--store {path}: no such results store; run `peftlab run` or `peftlab compare` first"
+            )
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BadInput(
+                    f"--store {path}: cannot create its folder ({e.strerror}); choose another path"
+                ) from None
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            self._check_existing()
+        if not read_only:
+            try:
+                with self._connect() as db:
+                    db.executescript(SCHEMA)
+                    if fresh:
+                        db.execute(f"PRAGMA user_version={VERSION}")
+            except sqlite3.OperationalError as e:
+                raise BadInput(f"--store {path}: cannot write there ({e}); choose a writable path") from None
+
+    def _check_existing(self) -> None:
+        """A SQLite file holding a `runs` table, written by this version or an earlier one; read without writing."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            raise BadInput(
+                f"--store {self.path}: not a peftlab results store (not an SQLite database)"
+            ) from None
+        if "runs" not in tables:
+            raise BadInput(f"--store {self.path}: not a peftlab results store (an SQLite database without a runs "
+                           "table); choose another path")  # fmt: skip
+        if version > VERSION:
+            raise BadInput(f"--store {self.path}: written by a newer peftlab (store version {version}, this one reads "
+                           f"up to {VERSION}); upgrade peftlab to read it — it is left untouched")  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         # WAL lets readers work while one process writes; busy_timeout makes a second writer wait, not fail.
-        db = sqlite3.connect(self.path, timeout=60)
-        db.execute("PRAGMA journal_mode=WAL")
+        # Read-only (report): no journal switch, nothing written; a reader sees the last committed state.
+        if self.read_only:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+        else:
+            db = sqlite3.connect(self.path, timeout=60)
+            db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=60000")
         return db
 

@@ -1,0 +1,77 @@
+"""Failures found before training, not after: unwritable output places, files that are not stores, stores from a
+newer version (refused, never rewritten). Each is one line on stderr and exit 2."""
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from peftlab.cli import main
+from peftlab.store import VERSION, Store
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "store-v0.1.0-e97fbb2.db"
+RUN = ["run", "--model", "minilm-l6", "--dataset", "vader-tweets", "--method", "head", "--max-train-samples", "12",
+       "--max-eval-samples", "9", "--epochs", "1", "--quiet"]  # fmt: skip
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    return err
+
+
+def test_out_under_a_file_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    import peftlab.tasks.classification as classification
+
+    monkeypatch.setattr(classification, "train", lambda *a, **k: pytest.fail("training started"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main([*RUN, "--out", str(afile / "x"), "--store", str(tmp_path / "s.db")]) == 2
+    assert "--out" in _one_line(capsys)
+    assert main([*RUN, "--out", str(tmp_path / "o"), "--store", str(afile / "s.db")]) == 2
+    assert "--store" in _one_line(capsys)
+    grid = ["compare", "--models", "minilm-l6", "--datasets", "vader-tweets", "--methods", "head", "--quiet"]
+    assert main([*grid, "--out", str(afile / "x")]) == 2
+    assert "--out" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("kind", ["text", "sqlite-without-runs"])
+def test_report_on_a_file_that_is_not_a_store(kind, tmp_path, capsys):
+    path = tmp_path / "not.db"
+    if kind == "text":
+        path.write_text("hello, not a database\n" * 100)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE other (x)")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["report", "--store", str(path), "--out", str(tmp_path / "rep")]) == 2
+    assert "not a peftlab results store" in _one_line(capsys)
+    assert main([*RUN, "--out", str(tmp_path / "o"), "--store", str(path)]) == 2  # and no run writes into it
+    assert "not a peftlab results store" in _one_line(capsys)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_newer_store_is_refused_and_left_untouched(tmp_path, capsys):
+    path = tmp_path / "newer.db"
+    shutil.copy(FIXTURE, path)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={VERSION + 1}")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["report", "--store", str(path), "--out", str(tmp_path / "rep")]) == 2
+    assert "newer peftlab" in _one_line(capsys)
+    with pytest.raises(Exception, match="newer peftlab"):
+        Store(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_stores_record_their_version_and_report_reads_without_writing(tmp_path):
+    new = Store(tmp_path / "new.db")
+    with sqlite3.connect(new.path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    old = tmp_path / "old.db"
+    shutil.copy(FIXTURE, old)
+    before = hashlib.sha256(old.read_bytes()).hexdigest()
+    assert len(Store(old, read_only=True).records()) == 11  # the previous release's store, version 0
+    assert hashlib.sha256(old.read_bytes()).hexdigest() == before  # reading it wrote nothing
