@@ -332,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peftlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("peftlab: interrupted; the current run is stored as cancelled", file=sys.stderr)
+        print(
+            "peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)",
+            file=sys.stderr,
+        )
         return 130
 
 
