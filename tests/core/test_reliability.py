@@ -75,3 +75,31 @@ def test_stores_record_their_version_and_report_reads_without_writing(tmp_path):
     before = hashlib.sha256(old.read_bytes()).hexdigest()
     assert len(Store(old, read_only=True).records()) == 11  # the previous release's store, version 0
     assert hashlib.sha256(old.read_bytes()).hexdigest() == before  # reading it wrote nothing
+
+
+def _writer(path: str, n: int) -> None:
+    store = Store(path)
+    for i in range(n):
+        store.add({"run_id": f"w{i:04d}", "created_at": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}", "status": "ok",
+                   "seed": i, "method": "head", "config": {"method": "head"}, "metrics": {"accuracy": 0.5}})  # fmt: skip
+
+
+def test_report_reads_consistently_while_another_process_writes(tmp_path):
+    import multiprocessing as mp
+
+    path = str(tmp_path / "busy.db")
+    Store(path)
+    writer = mp.get_context("spawn").Process(target=_writer, args=(path, 300))
+    writer.start()
+    seen = []
+    while writer.is_alive() or len(seen) < 3:
+        records = Store(path, read_only=True).records()  # every read is a committed state: whole records only
+        assert all(r.metrics.accuracy == 0.5 for r in records)
+        seen.append(len(records))
+        if not writer.is_alive() and len(seen) >= 3:
+            break
+    writer.join(60)
+    assert writer.exitcode == 0
+    assert (
+        seen == sorted(seen) and len(Store(path, read_only=True).records()) == 300
+    )  # never goes back, nothing lost
