@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -125,10 +126,23 @@ def _write_folder(src: Path, dest: Path, fingerprint: str) -> None:
     marker = {
         "converter_version": CONVERTER_VERSION,
         "fingerprint": fingerprint,
+        "weights_sha256": _sha256(
+            dest / "model.safetensors"
+        ),  # checked on every use: a damaged file is redone
         "source": f"{DISTRIBUTION}:{WEIGHTS_FILE}",
         "what": "torchvision mobilenet_v2 ImageNet-1k weights (BSD-3) converted to MobileNetV2ForImageClassification",
     }
     (dest / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+def _intact(folder: Path) -> bool:
+    """The folder's weights still have the checksum written when they were converted (a disk error, a half copy or a
+    hand edit since then is caught here); a marker from before checksums counts as damaged, once."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+        return marker.get("weights_sha256") == _sha256(folder / "model.safetensors")
+    except (OSError, ValueError):
+        return False
 
 
 def converted_folder() -> Path:
@@ -147,7 +161,11 @@ def converted_folder() -> Path:
     root = cache_root() / "models"
     final = root / f"mobilenet-v2-torchvision-{fingerprint}"
     if (final / MARKER).is_file():
-        return final
+        if _intact(final):
+            return final
+        print(f"[peftlab] the converted MobileNetV2 weights in {final} are damaged (checksum mismatch or missing "
+              "file): converting them again", file=sys.stderr)  # fmt: skip
+        shutil.rmtree(final, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-mobilenet-v2-", dir=root))
     try:

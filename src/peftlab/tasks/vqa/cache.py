@@ -115,7 +115,12 @@ def cached_embed(
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             stored_keys, stored = list(blob["keys"]), blob["vectors"]
-        except Exception:  # a truncated or foreign file: start it again
+            if blob.get("sha256") != _digest(stored_keys, stored):
+                raise ValueError("checksum mismatch")
+        except Exception as e:  # truncated, damaged or foreign: removed and computed again, said once
+            print(f"[peftlab] embedding cache {path.name} is damaged ({type(e).__name__}: {str(e)[:80]}); "
+                  "removed, computing it again", file=sys.stderr)  # fmt: skip
+            path.unlink(missing_ok=True)
             stored_keys, stored = [], None
     row = {k: i for i, k in enumerate(stored_keys)}
     first: dict[str, int] = {}  # each new key -> the first index asking for it
@@ -145,10 +150,18 @@ def cached_embed(
     return Embedded(vectors, len(missing), len(set(keys)) - len(missing), str(path))
 
 
+def _digest(keys: list[str], vectors: torch.Tensor) -> str:
+    """SHA-256 over the keys and the float32 bytes of the vectors (n, D): what a reader checks before trusting them."""
+    h = hashlib.sha256(json.dumps(keys).encode())
+    h.update(vectors.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _save(path: Path, keys: list[str], vectors: torch.Tensor, namespace: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     meta = json.dumps(namespace, sort_keys=True, default=str)
-    torch.save({"keys": keys, "vectors": vectors.contiguous(), "meta": meta}, tmp)
+    vectors = vectors.contiguous()
+    torch.save({"keys": keys, "vectors": vectors, "meta": meta, "sha256": _digest(keys, vectors)}, tmp)
     os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
 
 
