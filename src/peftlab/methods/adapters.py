@@ -7,6 +7,7 @@ Used by lora.py (and every method built on `peft.get_peft_model`); nothing here 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from peftlab.errors import BadInput
@@ -74,3 +75,26 @@ def per_layer(component: str, layers, term, markers: tuple[str, ...]):
     from peftlab.params.plan import Added
 
     return Added(component, [(x.block, *term(x)) for x in layers], markers)
+
+
+def linear_only(names: list[str], is_conv: Callable[[str], bool], knob_flag: str, method: str) -> None:
+    """Methods whose PEFT tuner wraps Linear layers only (VeRA, FourierFT) (a Conv2d target is a TypeError deep inside PEFT)."""
+    convs = [n for n in names if is_conv(n)]
+    if convs:
+        raise BadInput(
+            f"{knob_flag}: {method} adapts Linear layers only and {convs[0]} is a Conv2d; choose Linear targets "
+            "(e.g. query,value)"
+        )
+
+
+def trained_biases(arch, plan, layers, bias: str) -> set[str]:
+    """PEFT's bias option: "all" trains every bias outside the saved modules' frozen originals; "<method>_only" the
+    biases of the adapted layers."""
+    from peftlab.params.plan import under
+
+    if bias == "all":
+        frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
+        return {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
+    if bias.endswith("_only"):
+        return {x.name for x in layers if x.bias}
+    return set()

@@ -14,7 +14,7 @@ from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import flag, knob, names_list, non_negative, positive, probability
 from peftlab.methods.oft import adapted_names, divisors, short, sites_of_layers, sites_of_model
-from peftlab.params.plan import Plan, under
+from peftlab.params.plan import Plan
 
 PREFIX = "boft"
 BOFT_R, BOFT_S = "boft R", "boft s"
@@ -227,12 +227,7 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
         plan.added.append(
             adapters.per_layer(f"{BOFT_S} (one scale per output)", layers, s_term, (".boft_s.",))
         )
-    targets = {x.name for x in layers}
-    frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
-    if knobs.bias == "all":  # every bias outside the saved modules trains
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
-    elif knobs.bias == "boft_only":  # the biases of the adapted layers train
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name in targets}
+    plan.train_bias = adapters.trained_biases(arch, plan, layers, knobs.bias)  # "all" or "boft_only"
     return plan
 
 

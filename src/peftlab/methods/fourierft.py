@@ -13,7 +13,6 @@ from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive
 from peftlab.methods.space import choice
-from peftlab.methods.vera import linear_only, trained_biases
 from peftlab.params.plan import Plan
 
 PREFIX = "fourierft"
@@ -76,7 +75,7 @@ def fourierft_config(model, anat, knobs: Knobs, task: str):
     target_flag = flag(PREFIX, "target")
     names = adapters.targets(anat, knobs.target, target_flag)
     modules = {n: model.get_submodule(n) for n in names}
-    linear_only(names, lambda n: isinstance(modules[n], nn.Conv2d), target_flag, "FourierFT")
+    adapters.linear_only(names, lambda n: isinstance(modules[n], nn.Conv2d), target_flag, "FourierFT")
     fits(knobs.n_frequency, [(n, *fan_in_out(m)) for n, m in modules.items()])
     return FourierFTConfig(
         n_frequency=knobs.n_frequency,
@@ -107,14 +106,14 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     target_flag = flag(PREFIX, "target")
     by_name = {x.name: x for x in arch.layers}
     names = adapters.targets(anat, entries, target_flag)
-    linear_only(names, lambda n: by_name[n].kind == "conv", target_flag, "FourierFT")
+    adapters.linear_only(names, lambda n: by_name[n].kind == "conv", target_flag, "FourierFT")
     fits(knobs.n_frequency, [(n, by_name[n].in_features, by_name[n].out_features) for n in names])
     plan, layers = adapters.targeted_plan(arch, anat, entries, knobs.modules_to_save, task, target_flag)
     if layers:
         n = knobs.n_frequency
         label = f"{SPECTRUM} n={n} on {','.join(entries)}"
         plan.added.append(adapters.per_layer(label, layers, lambda x: (str(n), n), (".fourierft_spectrum.",)))
-    plan.train_bias = trained_biases(arch, plan, layers, knobs.bias)
+    plan.train_bias = adapters.trained_biases(arch, plan, layers, knobs.bias)
     return plan
 
 

@@ -12,7 +12,7 @@ from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import flag, knob, names_list, positive, probability
 from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
-from peftlab.params.plan import Plan, under
+from peftlab.params.plan import Plan
 
 PREFIX = "lora"
 LORA, DORA = "lora A,B", "dora magnitudes"
@@ -91,12 +91,7 @@ def lora_plan(arch, anat, knobs: Knobs, task: str, *, dora: bool) -> Plan:
         magnitudes = adapters.per_layer(DORA, layers, lambda x: (str(x.out_features), x.out_features),
                                         (".lora_magnitude_vector.",))  # fmt: skip
         plan.added.append(magnitudes)
-    targets = {x.name for x in layers}
-    frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
-    if knobs.bias == "all":  # every bias outside the saved modules trains
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
-    elif knobs.bias == "lora_only":  # the biases of the adapted layers train
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name in targets}
+    plan.train_bias = adapters.trained_biases(arch, plan, layers, knobs.bias)  # "all" or "lora_only"
     return plan
 
 

@@ -233,12 +233,7 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
         label = f"{OFT} {size}{' shared' if knobs.block_share else ''} on {','.join(entries)}"
         term = lambda x: oft_expr(width[x.name], knobs)  # noqa: E731
         plan.added.append(adapters.per_layer(label, layers, term, (".oft_R.",)))
-    targets = {x.name for x in layers}
-    frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
-    if knobs.bias == "all":  # every bias outside the saved modules trains
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
-    elif knobs.bias == "oft_only":  # the biases of the adapted layers train
-        plan.train_bias = {x.name for x in arch.layers if x.bias and x.name in targets}
+    plan.train_bias = adapters.trained_biases(arch, plan, layers, knobs.bias)  # "all" or "oft_only"
     return plan
 
 

@@ -7,15 +7,13 @@ Used as `--method vera` on transformers (PEFT's VeRA adapts Linear layers only);
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from peftlab.errors import BadInput
 from peftlab.methods import Method, adapters
 from peftlab.methods.knobs import check, flag, knob, names_list, positive, probability
 from peftlab.methods.space import choice
 from peftlab.params.layers import Layer
-from peftlab.params.plan import Plan, under
+from peftlab.params.plan import Plan
 
 PREFIX = "vera"
 LAMBDAS = "vera lambda_b,lambda_d"
@@ -47,16 +45,6 @@ class Knobs:
     )
 
 
-def linear_only(names: list[str], is_conv: Callable[[str], bool], knob_flag: str, method: str) -> None:
-    """PEFT's VeRA and FourierFT wrap Linear layers only (a Conv2d target is a TypeError deep inside PEFT)."""
-    convs = [n for n in names if is_conv(n)]
-    if convs:
-        raise BadInput(
-            f"{knob_flag}: {method} adapts Linear layers only and {convs[0]} is a Conv2d; choose Linear targets "
-            "(e.g. query,value)"
-        )
-
-
 def vera_config(model, anat, knobs: Knobs, task: str):
     """The peft.VeraConfig of this run, with targets resolved to full module names of this model."""
     from peft import VeraConfig
@@ -64,7 +52,7 @@ def vera_config(model, anat, knobs: Knobs, task: str):
 
     target_flag = flag(PREFIX, "target")
     names = adapters.targets(anat, knobs.target, target_flag)
-    linear_only(names, lambda n: isinstance(model.get_submodule(n), nn.Conv2d), target_flag, "VeRA")
+    adapters.linear_only(names, lambda n: isinstance(model.get_submodule(n), nn.Conv2d), target_flag, "VeRA")
     return VeraConfig(
         r=knobs.r,
         target_modules=names,
@@ -100,25 +88,14 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     target_flag = flag(PREFIX, "target")
     by_name = {x.name: x for x in arch.layers}
     names = adapters.targets(anat, entries, target_flag)
-    linear_only(names, lambda n: by_name[n].kind == "conv", target_flag, "VeRA")
+    adapters.linear_only(names, lambda n: by_name[n].kind == "conv", target_flag, "VeRA")
     plan, layers = adapters.targeted_plan(arch, anat, entries, knobs.modules_to_save, task, target_flag)
     if layers:
         label = f"{LAMBDAS} r={knobs.r} on {','.join(entries)}"
         markers = (".vera_lambda_b.", ".vera_lambda_d.")
         plan.added.append(adapters.per_layer(label, layers, lambda x: vera_expr(x, knobs.r), markers))
-    plan.train_bias = trained_biases(arch, plan, layers, knobs.bias)
+    plan.train_bias = adapters.trained_biases(arch, plan, layers, knobs.bias)
     return plan
-
-
-def trained_biases(arch, plan: Plan, layers: list[Layer], bias: str) -> set[str]:
-    """PEFT's bias option: "all" trains every bias outside the saved modules' frozen originals; "<method>_only" the
-    biases of the adapted layers."""
-    if bias == "all":
-        frozen_originals = {x.name for x in arch.layers if under(x.name, plan.copied)}
-        return {x.name for x in arch.layers if x.bias and x.name not in frozen_originals}
-    if bias.endswith("_only"):
-        return {x.name for x in layers if x.bias}
-    return set()
 
 
 METHOD = Method(
