@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from peftlab import config
+from peftlab import config, disk
 from peftlab.config import FIELDS, RunConfig, coerce_setting, identity_hash, load_yaml
-from peftlab.errors import BadInput
+from peftlab.errors import BadInput, Stopped
 from peftlab.store import Store
 
 DEFAULT_METHODS = ["baseline", "head", "last-layer", "lora", "full"]
@@ -277,9 +277,9 @@ def run_suite(
     suite: dict, out: Path, *, resume: bool, progress: bool = True, json_mode: bool = False
 ) -> dict:
     from peftlab.report import leaderboard_text, write_report
-    from peftlab.run import check_writable, run_experiment
+    from peftlab.run import run_experiment
 
-    check_writable(out, "--out")
+    disk.check_writable(out, "--out")
     suite = {**suite, "out": str(out)}
     store_path = suite.get("store") or str(out / "peftlab.db")
     suite["store"] = store_path
@@ -307,13 +307,18 @@ def run_suite(
                     extra = {"tuning": tuning[cfg.label]} if cfg.label in tuning else None
                     run_experiment(cfg, store, memo=memo, progress=progress, extra=extra)
                     new += 1
-                except BadInput:
+                except (BadInput, Stopped):
                     raise
                 except KeyboardInterrupt:
                     interrupted = True
                     raise
                 except Exception as e:  # already stored as failed; the grid goes on
                     failed += 1
+                    if disk.is_full(e):  # every later run would fail the same way, and so would the report
+                        where = getattr(e, "filename", None) or out
+                        raise Stopped(f"the disk is full ({where}); the finished runs and this failure are stored "
+                                      f"in {store_path}: free some space and run the same command with --resume"
+                                      ) from None  # fmt: skip
                     print(f"[peftlab] run failed and was stored: {type(e).__name__}: {e}", file=sys.stderr)
             done += 1
             bar.update(1)

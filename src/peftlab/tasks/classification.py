@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
+from peftlab import disk
 from peftlab.config import RunConfig
 from peftlab.data import ClassificationData, infer_task, load_data
 from peftlab.errors import BadInput
@@ -166,6 +167,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         model = method.prepare(loaded.model, loaded.anatomy, cfg.knobs, Context(cfg.task, steps))
         _memory_format(model, cfg.task, torch.channels_last)
         record.params = _params(model, loaded, cfg, len(labels), log)
+        _check_space(model, cfg)
         inputs = _inputs(model, loaded.anatomy, enc_train, enc_eval, cfg, memo, method.needs_training, log)
 
         with skip_prefix(inputs.plan) if inputs.plan is not None else contextlib.nullcontext() as fwd:
@@ -280,6 +282,18 @@ def _encode(split, loaded, cfg: RunConfig):
         if cfg.task == "image-classification":
             raise BadInput(f"--dataset {cfg.dataset}: an image could not be preprocessed ({e})") from None
         raise
+
+
+def _check_space(model, cfg: RunConfig) -> None:
+    """Before training: room for what _save will write. An adapter folder holds the trainable tensors, a model folder
+    all of them, in float32 (4 bytes each); plus 16 MiB for the tokenizer / image processor files and record.json."""
+    from peft import PeftModel
+
+    if not cfg.save_model:
+        return
+    tensors = (p for p in model.parameters() if p.requires_grad or not isinstance(model, PeftModel))
+    need = 4 * sum(p.numel() for p in tensors) + 16 * 2**20
+    disk.check_free(Path(cfg.out), need, "--out", "saving this run's model")
 
 
 def _save(model, loaded, cfg: RunConfig, record: Record) -> str:

@@ -26,15 +26,19 @@ import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from peftlab import disk
+from peftlab.errors import BadInput
 from peftlab.train.encode import Encoded, eval_batches
 
 PREFIX_KEY = "_prefix"  # the batch key that carries cached activations into the stubbed model
 STORE_KEY = ("prefix-cache",)  # where the CacheStore lives in `memo`
+SPILL_PREFIX = "peftlab-cache-"  # + pid: spilled activations of one process, in the temp folder
 
 
 @dataclass
@@ -85,8 +89,10 @@ class CacheStore:
 
     def spill_path(self, name: str) -> str:
         if self.spill_dir is None:
-            self.spill_dir = tempfile.mkdtemp(prefix="peftlab-cache-")
-            weakref.finalize(self, shutil.rmtree, self.spill_dir, True)  # removed with the store / at exit
+            # peftlab-cache-<pid>-xxxx: removed with the store / at exit, and by the next process if this one is killed
+            disk.sweep_stale(Path(tempfile.gettempdir()), SPILL_PREFIX)
+            self.spill_dir = tempfile.mkdtemp(prefix=disk.temp_name(SPILL_PREFIX) + "-")
+            weakref.finalize(self, shutil.rmtree, self.spill_dir, True)
         return f"{self.spill_dir}/{name}.f32"
 
 
@@ -406,7 +412,14 @@ def prefix_inputs(
             if p != k:
                 return None, False  # the neighbouring cut is a bonus: never spilled
             path = store.spill_path(f"{data_key[:12]}-{keys[p][:12]}-{p}")
-            mm = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
+            try:
+                # the whole file now: a full disk is an error here, not a SIGBUS later
+                disk.reserve(path, nbytes)
+            except OSError as e:
+                raise BadInput(f"--cache-budget-mb {budget_mb:g}: the frozen-prefix cache needs {nbytes / 2**20:,.0f} "
+                               f"MiB more on disk in {store.spill_dir} ({e.strerror}); raise --cache-budget-mb, set "
+                               "TMPDIR to a disk with room, or free some space") from None  # fmt: skip
+            mm = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
             return torch.from_numpy(mm), True
 
         captured = _capture(plan, enc, todo, batch_size, allocate)

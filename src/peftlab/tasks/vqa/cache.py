@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from peftlab import disk
 from peftlab.tasks.vqa.encoders import Tower, image_batch, load_config, text_batch
 
 CACHE_FORMAT = 1  # bump when what a cache file holds changes: it is part of every cache key
@@ -109,6 +110,7 @@ def cached_embed(
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{_sha(json.dumps(namespace, sort_keys=True, default=str).encode())[:32]}.pt"
+    disk.sweep_stale(root, f"{path.name}.tmp")  # what a killed writer of this file left
     stored_keys: list[str] = []
     stored = None
     if path.is_file():
@@ -158,11 +160,11 @@ def _digest(keys: list[str], vectors: torch.Tensor) -> str:
 
 
 def _save(path: Path, keys: list[str], vectors: torch.Tensor, namespace: dict) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    """Atomically (disk.atomic_write): a reader sees the old file or the new one; a full disk leaves the old one."""
     meta = json.dumps(namespace, sort_keys=True, default=str)
     vectors = vectors.contiguous()
-    torch.save({"keys": keys, "vectors": vectors, "meta": meta, "sha256": _digest(keys, vectors)}, tmp)
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+    entry = {"keys": keys, "vectors": vectors, "meta": meta, "sha256": _digest(keys, vectors)}
+    disk.atomic_write(path, lambda tmp: torch.save(entry, tmp))
 
 
 def image_keys(images) -> list[str]:
