@@ -12,9 +12,9 @@ import os
 import sys
 import warnings
 
-from peftlab import config
+from peftlab import config, disk
 from peftlab.config import FIELDS, flag_of, load_yaml
-from peftlab.errors import BadInput
+from peftlab.errors import BadInput, Stopped
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,18 +72,18 @@ def _print_json(obj) -> None:
 
 
 def cmd_run(args) -> int:
-    from peftlab.run import run_experiment
+    from peftlab.run import failure_reason, run_experiment
     from peftlab.store import Store
 
     cfg = config.load(_settings(args))
     store = Store(cfg.resolved_store())
     try:
         record = run_experiment(cfg, store, progress=not args.quiet)
-    except (BadInput, KeyboardInterrupt):
+    except (BadInput, Stopped, KeyboardInterrupt):
         raise
     except Exception as e:
         print(
-            f"peftlab run: the run failed ({type(e).__name__}: {e}); stored as failed in {store.path}",
+            f"peftlab run: the run failed ({failure_reason(e, cfg)}); stored as failed in {store.path}",
             file=sys.stderr,
         )
         if args.json:
@@ -193,6 +193,7 @@ def cmd_report(args) -> int:
     records = Store(args.store, read_only=True).records()
     if not records:
         raise BadInput(f"--store {args.store}: the store holds no runs yet")
+    disk.check_writable(_path(args.out), "--out")
     out = write_report(records, _path(args.out))
     print(leaderboard_text(out["summary"]))
     print(f"report: {out['report']}")
@@ -319,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: Exception) -> str:
+    """The message with control characters a user typed into a path or name escaped (a "\\r" stays visible)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # library deprecation notices are for us, not for people reading their run's progress
@@ -329,8 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except BadInput as e:
-        print(f"peftlab: error: {e}", file=sys.stderr)
+        print(f"peftlab: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"peftlab: stopped: {_one_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)",

@@ -35,6 +35,11 @@ def test_out_under_a_file_is_refused_before_training(tmp_path, capsys, monkeypat
     grid = ["compare", "--models", "minilm-l6", "--datasets", "vader-tweets", "--methods", "head", "--quiet"]
     assert main([*grid, "--out", str(afile / "x")]) == 2
     assert "--out" in _one_line(capsys)
+    shutil.copy(FIXTURE, tmp_path / "old.db")
+    assert (
+        main(["report", "--store", str(tmp_path / "old.db"), "--out", str(afile)]) == 2
+    )  # found by the fuzz test
+    assert "--out" in _one_line(capsys)
 
 
 @pytest.mark.parametrize("kind", ["text", "sqlite-without-runs"])
