@@ -30,9 +30,12 @@ def check_writable(folder: Path, flag: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise BadInput(
-            f"{flag} {folder}: cannot write there ({e.strerror}); choose a writable folder"
-        ) from None
+        what = (
+            "set PEFTLAB_CACHE to a writable folder"
+            if "PEFTLAB_CACHE" in flag
+            else "choose a writable folder"
+        )
+        raise BadInput(f"{flag} {folder}: cannot write there ({e.strerror}); {what}") from None
 
 
 def free_bytes(folder: Path) -> int:

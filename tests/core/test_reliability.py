@@ -108,3 +108,17 @@ def test_report_reads_consistently_while_another_process_writes(tmp_path):
     assert (
         seen == sorted(seen) and len(Store(path, read_only=True).records()) == 300
     )  # never goes back, nothing lost
+
+
+def test_an_unwritable_cache_folder_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("PEFTLAB_CACHE", str(afile / "cache"))
+    vqa = ["run", "--task", "vqa", "--dataset", "fashion-vqa", "--image-encoder", "mobilenet-v2", "--text-encoder",
+           "minilm-l6", "--max-train-samples", "20", "--max-eval-samples", "10", "--epochs", "1", "--quiet"]  # fmt: skip
+    image = ["run", "--model", "mobilenet-v2", "--dataset", "sklearn-digits", "--method", "head",
+             "--max-train-samples", "20", "--max-eval-samples", "10", "--epochs", "1", "--quiet"]  # fmt: skip
+    for argv in (vqa, image):
+        assert main([*argv, "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s.db")]) == 2
+        assert "set PEFTLAB_CACHE to a writable folder" in _one_line(capsys)
+    assert not (tmp_path / "s.db").exists() or Store(tmp_path / "s.db").records() == []

@@ -169,7 +169,7 @@ def converted_folder() -> Path:
         print(f"[peftlab] the converted MobileNetV2 weights in {final} are damaged (checksum mismatch or missing "
               "file): converting them again", file=sys.stderr)  # fmt: skip
         shutil.rmtree(final, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+    disk.check_writable(root, "the model cache (PEFTLAB_CACHE)")
     disk.sweep_stale(root, TMP_PREFIX)  # what a converter killed halfway left
     tmp = Path(tempfile.mkdtemp(prefix=disk.temp_name(TMP_PREFIX) + "-", dir=root))
     try:

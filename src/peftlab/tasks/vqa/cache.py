@@ -108,7 +108,7 @@ def cached_embed(
     """Rows for content keys (n,) from the cache file of `namespace`; the missing ones are computed in batches
     (compute(indices into keys) -> (b, D)), appended and written back."""
     root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    disk.check_writable(root, "the embedding cache (PEFTLAB_CACHE)")
     path = root / f"{_sha(json.dumps(namespace, sort_keys=True, default=str).encode())[:32]}.pt"
     disk.sweep_stale(root, f"{path.name}.tmp")  # what a killed writer of this file left
     stored_keys: list[str] = []
