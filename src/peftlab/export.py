@@ -41,10 +41,23 @@ def _merged(model, p, method: str):
             f"changes): use the adapter folder {p.folder} as its model card shows, or `peftlab predict`"
         )
     try:
-        return model.merge_and_unload(), True
+        return _unwrap_saved(model.merge_and_unload()), True
     except (AttributeError, NotImplementedError, ValueError) as e:
         raise BadInput(f"--method {method}: PEFT cannot merge this adapter ({str(e).splitlines()[0]}); use the "
                        f"adapter folder {p.folder} as its model card shows") from None  # fmt: skip
+
+
+def _unwrap_saved(model):
+    """Put each module PEFT trained whole (modules_to_save: the head) back in its place as a plain module. LN tuning's
+    merge_and_unload leaves the head wrapped, which would save it under keys no model class reads."""
+    from peft.utils.other import AuxiliaryTrainingWrapper
+
+    wrapped = [(n, m) for n, m in model.named_modules() if isinstance(m, AuxiliaryTrainingWrapper)]
+    for name, module in wrapped:
+        parent, _, child = name.rpartition(".")
+        plain = module.unload_and_optionally_merge_module(merge=True, safe_merge=False, adapter_names=None)
+        setattr(model.get_submodule(parent) if parent else model, child, plain)
+    return model
 
 
 def _size_mb(folder: Path) -> float:

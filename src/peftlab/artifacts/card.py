@@ -282,7 +282,7 @@ def _export_section(record: Record, p, export: dict) -> list[str]:
     lines = ["## Use it", "", f"A standalone model: {how}, head included, {export['dtype']}; exported from run "
              f"`{record.run_id}` (its own card is README.md in the run folder).", "", "```python",
              "from transformers import pipeline", f"classify = {export['pipeline']}",
-             f"classify({sample}{extra}, top_k=None)   # every label with its probability", "```"]  # fmt: skip
+             f"classify({sample}{extra}, top_k={len(p.label_names)})   # every label with its probability", "```"]  # fmt: skip
     if p.task == "text-classification":
         lines += ["", f"`truncation=True` cuts texts at {p.max_length} tokens, as in training."]
     lines += _why(p, exported=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -163,9 +164,10 @@ def save(model, loaded, cfg, run_id: str) -> Portable:
         peft_type, prompt = str(peft_config.peft_type.value), bool(peft_config.is_prompt_learning)
     from peftlab.models.loading import quiet
 
-    with (
-        quiet()
-    ):  # PEFT reads the base's config.json to compare vocabularies, and transformers comments on it
+    # PEFT reads the base's config.json to compare vocabularies (offline, a hub id's is not found): it says so, and
+    # transformers comments on reading an encoder's config through the mean-pooling class; neither concerns the user
+    with quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not find a config file")
         model.save_pretrained(target)
     if loaded.processor is not None:
         _configured_processor(loaded.processor, cfg).save_pretrained(target)
