@@ -60,13 +60,16 @@ def _table_rows(path: Path) -> tuple[list[dict], list[str]]:
     return ds.to_list(), list(ds.column_names)
 
 
-def _column(columns: list[str], wanted: str | None, guesses: tuple, what: str, path: Path, flag: str) -> str:
+def _column(columns: list[str], wanted: str | None, guesses: tuple, what: str, path: Path) -> str:
+    """The run's own column name (--text-column / --image-column) when the file has it, else the usual names."""
     if wanted and wanted in columns:
         return wanted
     found = next((c for c in guesses if c in columns), None)
     if found is None:
-        raise BadInput(f"--input {path}: no {what} column (columns: {', '.join(columns) or 'none'}); name one "
-                       f"{' or '.join(guesses[:3])}, or run with {flag} as the run did")  # fmt: skip
+        names = ", ".join(([wanted] if wanted else []) + list(guesses))
+        raise BadInput(
+            f"--input {path}: no {what} column (it has {', '.join(columns) or 'none'}); name one {names}"
+        )
     return found
 
 
@@ -99,13 +102,13 @@ def _from_file(path: Path, task: str, config: dict) -> list[Item]:
         raise BadInput(f"--input {path}: the file has no rows")
     base = path.resolve().parent
     if task == TEXT:
-        col = _column(columns, config.get("text_column"), TEXT_COLUMNS, "text", path, "--text-column")
+        col = _column(columns, config.get("text_column"), TEXT_COLUMNS, "text", path)
         return [Item(str(r[col]), str(r[col])) for r in rows]
-    col = _column(columns, config.get("image_column"), IMAGE_COLUMNS, "image", path, "--image-column")
+    col = _column(columns, config.get("image_column"), IMAGE_COLUMNS, "image", path)
     shown = [r[col] if isinstance(r[col], str) else f"{path.name}:{i}" for i, r in enumerate(rows)]
     if task == IMAGE:
         return [Item(s, r[col], base_dir=base) for s, r in zip(shown, rows)]
-    qcol = _column(columns, config.get("text_column"), QUESTION_COLUMNS, "question", path, "--text-column")
+    qcol = _column(columns, config.get("text_column"), QUESTION_COLUMNS, "question", path)
     return [
         Item({"image": s, "question": str(r[qcol])}, r[col], str(r[qcol]), base) for s, r in zip(shown, rows)
     ]
@@ -129,14 +132,14 @@ def _vqa_pairs(images: list[str], questions: list[str]) -> list[Item]:
 def gather(task: str, config: dict, texts=(), images=(), questions=(), input_path=None) -> list[Item]:
     """The command line's inputs, checked against what the run's model reads, in the order given."""
     texts, images, questions = list(texts or []), list(images or []), list(questions or [])
-    kind = {TEXT: "text", IMAGE: "image", VQA: "VQA"}[task]
+    kind = {TEXT: "a text", IMAGE: "an image", VQA: "a VQA"}[task]
     if task != TEXT and texts:
-        raise BadInput(f"--text given, but this run is an {kind} model: give --image PATH"
+        raise BadInput(f"--text given, but this run is {kind} model: give --image PATH"
                        + (" and --question TEXT" if task == VQA else "") + " or --input")  # fmt: skip
     if task == TEXT and images:
         raise BadInput("--image given, but this run classifies text: give --text TEXT or --input FILE")
     if task != VQA and questions:
-        raise BadInput(f"--question is for VQA runs; this run is a {kind} classifier")
+        raise BadInput(f"--question is for VQA runs; this run is {kind} classifier")
     items: list[Item] = []
     if task == TEXT:
         items += [Item(t, t) for t in texts]
