@@ -103,7 +103,7 @@ def export(run_dir: str | Path, out: str | Path, dtype: str | None = None, overw
             "trust_remote_code": p.mean_pooled, "pipeline": f'pipeline("{p.task}", model="{out}"'
             + (", trust_remote_code=True" if p.mean_pooled else "") + ")",
         }  # fmt: skip
-        (tmp / "README.md").write_text(card.render_export(record, p, summary))
+        (tmp / "README.md").write_text(card.render(record, p, export=summary))
         summary["size_mb"] = round(_size_mb(tmp), 2)
         if out.exists():
             shutil.rmtree(out)

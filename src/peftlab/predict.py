@@ -105,13 +105,14 @@ def _from_file(path: Path, task: str, config: dict) -> list[Item]:
         col = _column(columns, config.get("text_column"), TEXT_COLUMNS, "text", path)
         return [Item(str(r[col]), str(r[col])) for r in rows]
     col = _column(columns, config.get("image_column"), IMAGE_COLUMNS, "image", path)
-    shown = [r[col] if isinstance(r[col], str) else f"{path.name}:{i}" for i, r in enumerate(rows)]
+    # a path (checked before anything loads) or what the file holds (encoded bytes, pixels) as the image
+    values = [Path(r[col]) if isinstance(r[col], str) else r[col] for r in rows]
+    shown = [r[col] if isinstance(r[col], str) else f"{path.name}:{i + 1}" for i, r in enumerate(rows)]
     if task == IMAGE:
-        return [Item(s, r[col], base_dir=base) for s, r in zip(shown, rows)]
+        return [Item(s, v, base_dir=base) for s, v in zip(shown, values)]
     qcol = _column(columns, config.get("text_column"), QUESTION_COLUMNS, "question", path)
-    return [
-        Item({"image": s, "question": str(r[qcol])}, r[col], str(r[qcol]), base) for s, r in zip(shown, rows)
-    ]
+    questions = [str(r[qcol]) for r in rows]
+    return [Item({"image": s, "question": q}, v, q, base) for s, v, q in zip(shown, values, questions)]
 
 
 def _vqa_pairs(images: list[str], questions: list[str]) -> list[Item]:
@@ -155,10 +156,11 @@ def gather(task: str, config: dict, texts=(), images=(), questions=(), input_pat
     return items
 
 
-def _pil(item: Item, i: int):
+def _pil(item: Item):
     from peftlab.data.images import to_rgb
 
-    return to_rgb(item.value, item.base_dir, f"input {i + 1}")
+    shown = item.shown["image"] if isinstance(item.shown, dict) else item.shown
+    return to_rgb(item.value, item.base_dir, f"input {shown}")
 
 
 def check_images(items: list[Item]) -> None:
@@ -186,7 +188,7 @@ def _classifier(folder: Path, batch_size: int) -> Predictor:
     model, processor, p = portable.load(folder)
 
     def logits(items: list[Item]) -> torch.Tensor:
-        inputs = [it.value for it in items] if p.task == TEXT else [_pil(it, i) for i, it in enumerate(items)]
+        inputs = [it.value for it in items] if p.task == TEXT else [_pil(it) for it in items]
         split = SimpleNamespace(inputs=inputs, labels=[0] * len(items))
         enc = encode(split, processor, p.task, max_length=p.max_length or 128, image_size=p.image_size)
         out = torch.empty(len(items), len(p.label_names))
@@ -204,7 +206,7 @@ def _answerer(record, folder: Path, batch_size: int) -> Predictor:
     answerer = Answerer.load(record, folder)
 
     def logits(items: list[Item]) -> torch.Tensor:
-        images = [_pil(it, i) for i, it in enumerate(items)]
+        images = [_pil(it) for it in items]
         return answerer.logits(images, [it.question for it in items]).float()
 
     return Predictor(VQA, answerer.answers, logits, batch_size)

@@ -127,8 +127,8 @@ def _finish(cfg: RunConfig, record: Record, store: Store) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     record.artifacts.dir = str(run_dir)
     (run_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2, default=str))
+    store.add(record)
     if record.ok:
         from peftlab.artifacts import card
 
         card.write(run_dir, record)  # README.md: the model card, in the run folder and the saved model's
-    store.add(record)

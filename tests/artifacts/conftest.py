@@ -43,9 +43,8 @@ def models(tmp_path_factory) -> Models:
     cache = root / "hub"
     hub_entry(cache, HUB_TEXT, plain)
     hub_entry(cache, HUB_IMAGE, vit)
-    hub_entry(
-        cache, MINILM_HUB, PACKAGED_MODELS["minilm-l6"].path()
-    )  # what minilm-l6's adapters name as base
+    # what minilm-l6's adapters name as their base
+    hub_entry(cache, MINILM_HUB, PACKAGED_MODELS["minilm-l6"].path())
     local = {"local-mean": str(mean), "local-cls": str(plain), "hub-cls": HUB_TEXT, "hub-vit": HUB_IMAGE,
              "local-cnn": str(cnn), "packaged-text": "minilm-l6", "packaged-image": "mobilenet-v2"}  # fmt: skip
     return Models(root, cache, local)

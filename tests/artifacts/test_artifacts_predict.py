@@ -87,7 +87,9 @@ def test_images_paths_folder_and_table(trained, image_files, tmp_path, capsys):
     for rows in (_lines(from_folder), _lines(from_csv)):
         assert len(rows) == len(direct)
         for x, y in zip(rows, direct):
-            assert x["label"] == y["label"] and all(abs(x["probs"][k] - y["probs"][k]) < 1e-6 for k in x["probs"])
+            assert x["label"] == y["label"] and all(
+                abs(x["probs"][k] - y["probs"][k]) < 1e-6 for k in x["probs"]
+            )
 
 
 def _bad(args, capsys, match: str):

@@ -13,7 +13,7 @@ from peftlab.errors import BadInput
 from peftlab.record import Record
 
 # packaged datasets that are the same data as a hub dataset (the card's `datasets`); the others have no hub copy
-HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}
+HUB_TWINS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}
 PIPELINE_TAG = {"text-classification": "text-classification", "image-classification": "image-classification",
                 "vqa": "visual-question-answering"}  # fmt: skip
 LORA_FAMILY = ("lora", "dora", "adalora", "loha", "lokr")
@@ -33,18 +33,12 @@ def _portable(record: Record):
         return None
 
 
-def hub_dataset(name: str | None) -> str | None:
-    """The dataset's hub id where it has one: a hub name as given (without its :config), or a packaged set's twin."""
-    if not name:
-        return None
-    if name in HUB_DATASETS:
-        return HUB_DATASETS[name]
-    from peftlab.data import PACKAGED_DATASETS
-    from peftlab.data.vqa import VQA_DATASETS
-
-    if name in PACKAGED_DATASETS or name in VQA_DATASETS or Path(name).expanduser().exists():
-        return None
-    return name.split(":", 1)[0]
+def hub_dataset(record: Record) -> str | None:
+    """The data's hub id where it has one: a hub dataset as given (without its :config), or a packaged set's twin."""
+    name, source = str(record.dataset or ""), (record.data.source if record.data else None) or ""
+    if source.startswith("hub "):  # data/load.py: "hub NAME (datasets.load_dataset)"
+        return name.split(":", 1)[0]
+    return HUB_TWINS.get(name)
 
 
 def header(record: Record, p, export: dict | None = None) -> str:
@@ -52,7 +46,7 @@ def header(record: Record, p, export: dict | None = None) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     task = record.task or ""
-    dataset = hub_dataset(record.dataset)
+    dataset = hub_dataset(record)
     tags = ["peftlab", record.method or "", task]
     if record.method in LORA_FAMILY:
         tags.append("lora")
@@ -274,7 +268,6 @@ def _why(p, exported: bool = False) -> list[str]:
 
 
 def _export_section(record: Record, p, export: dict) -> list[str]:
-    var, proc_cls = portable_processor(p.task)
     sample = "'some text'" if p.task == "text-classification" else "'photo.png'"
     extra = ", truncation=True" if p.task == "text-classification" else ""
     how = ("the adapter merged into the weights (merge_and_unload)" if export["merged"]
@@ -287,17 +280,6 @@ def _export_section(record: Record, p, export: dict) -> list[str]:
         lines += ["", f"`truncation=True` cuts texts at {p.max_length} tokens, as in training."]
     lines += _why(p, exported=True)
     return lines
-
-
-def portable_processor(task: str) -> tuple[str, str]:
-    from peftlab.artifacts.portable import PROCESSOR
-
-    return PROCESSOR[task]
-
-
-def render_export(record: Record, p, export: dict) -> str:
-    """The card of a `peftlab export` folder: the same record, loaded through pipeline()."""
-    return render(record, p, export)
 
 
 def render(record: Record, p=None, export: dict | None = None) -> str:

@@ -53,15 +53,12 @@ class Portable:
     label_names: list[str]
     base_model: str  # the name the run was given (--model)
     base: Base
-    pooling: (
-        str  # "mean" (peftlab's mean-pooling classifier, loaded with trust_remote_code) | "cls" | "image"
-    )
+    # "mean" (peftlab's mean-pooling classifier, loaded with trust_remote_code) | "cls" | "image"
+    pooling: str
     method: str
     peft_type: str | None = None  # LORA, IA3, PROMPT_TUNING, ... (adapters)
     prompt_learning: bool = False  # virtual tokens: cannot be merged into the weights
-    mismatched_head: bool = (
-        False  # the base checkpoint has a head of another size: ignore_mismatched_sizes=True
-    )
+    mismatched_head: bool = False  # the base checkpoint's head has another size: ignore_mismatched_sizes=True
     max_length: int | None = None
     image_size: int | None = None
     extra: dict = field(default_factory=dict)
@@ -113,9 +110,8 @@ def _write_base(folder: Path, config) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     config = copy.deepcopy(config)
-    config.save_pretrained(
-        folder
-    )  # register_for_auto_class: copies meanpool.py and writes auto_map["AutoConfig"]
+    # register_for_auto_class (peftlab.models) makes this copy meanpool.py and write auto_map["AutoConfig"]
+    config.save_pretrained(folder)
     data = json.loads((folder / "config.json").read_text())
     data["auto_map"] = {"AutoConfig": "meanpool.MeanPoolConfig",
                         "AutoModelForSequenceClassification": "meanpool.MeanPoolForSequenceClassification"}  # fmt: skip
