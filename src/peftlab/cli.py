@@ -200,6 +200,37 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from peftlab import predict
+    from peftlab.artifacts.runs import open_run
+
+    record, folder = open_run(args.run_dir, "predict")
+    items = predict.gather(record.task, record.config or {}, args.text, args.image, args.question, args.input)
+    predict.check_images(items)
+    predictor = predict.load_predictor(record, folder, args.batch_size)
+    for p in predict.run(predictor, items, progress=not args.quiet):
+        if args.json:
+            sys.stdout.write(json.dumps(p.to_dict()) + "\n")
+        else:
+            shown = p.input if isinstance(p.input, str) else f"{p.input['image']} | {p.input['question']}"
+            print(f"{p.label}\t{p.probs[p.label]:.4f}\t{shown}")
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_export(args) -> int:
+    from peftlab.export import export
+
+    summary = export(args.run_dir, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    if args.json:
+        _print_json(summary)
+    else:
+        how = "adapter merged into the weights" if summary["merged"] else "trained weights"
+        print(f"exported run {summary['run_id']} ({summary['method']}, {how}, {summary['dtype']}, "
+              f"{summary['size_mb']:.1f} MiB) to {summary['out']}\nload it with: {summary['pipeline']}")  # fmt: skip
+    return 0
+
+
 def cmd_ls(args) -> int:
     from peftlab.zoo import listing
 
@@ -303,6 +334,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="peftlab-report", help="output folder [default: %(default)s]")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("predict", help="a finished run's model on new texts or images: label + probabilities")
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run folder (OUT/<run id>, as peftlab run prints it)"
+    )
+    p.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    p.add_argument("--image", action="append", help="an image file to classify, or to ask about (repeatable)")
+    p.add_argument(
+        "--question", action="append", help="VQA runs: a question about --image (repeatable, paired)"
+    )
+    p.add_argument("--input", help="a CSV / TSV / JSONL / JSON / Parquet file (text, image or image+question "
+                   "columns) or a folder of images")  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=int, help="inputs per forward pass [default: the run's eval batch size]"
+    )
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per input per line: {"input", "label", "probs": {label: p}}')  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="a run's model as one standalone folder (adapters merged) for pipeline()"
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (OUT/<run id>)")
+    p.add_argument("--out", required=True, help="the folder to write (must not exist, unless --overwrite)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="weights' dtype [default: fp32; bf16 and "
+                   "fp16 halve the size]")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--json", action="store_true", help="print one JSON summary of what was written")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "ls", help="what models, datasets and methods mean, and which are available offline here"

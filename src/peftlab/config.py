@@ -331,6 +331,40 @@ def knob_label(config: dict) -> str:
     return " ".join([method.name, *parts])
 
 
+def command_line(config: dict) -> str:
+    """The `peftlab run` command that gives a record's settings again: model, dataset, method, task, seed and the
+    learning rate always, every other setting that decides the result where it differs from its default (the
+    method's knobs included); where output goes (--out, --store) is left to the reader."""
+    import shlex
+
+    from peftlab.methods import REGISTRY
+
+    method = REGISTRY.get(str(config.get("method")))
+    knob_defaults = {}
+    if method is not None:
+        from peftlab.methods.knobs import as_flat
+
+        knob_defaults = as_flat(method.prefix, method.knobs())
+    always = ("model", "dataset", "method", "task", "seed", "lr")
+    deciding = {**identity(config), "seed": config.get("seed")}
+    parts = ["peftlab", "run"]
+    for name in [*FIELDS, *knob_defaults]:  # declaration order: model, dataset, method, ... then the knobs
+        if name not in deciding:
+            continue
+        value = deciding[name]
+        if name in FIELDS:
+            default, flag = FIELDS[name].default, flag_of(name)
+        else:
+            default, flag = knob_defaults[name], "--" + name.replace("_", "-")
+        if value is None or (value == default and name not in always):
+            continue
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts += [flag, shlex.quote(short_value(value) if isinstance(value, list) else str(value))]
+    return " ".join(parts)
+
+
 def short_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"

@@ -148,3 +148,10 @@ def _finish(cfg: RunConfig, record: Record, store: Store) -> None:
         kept = f"the record is in {run_dir / 'record.json'}" if record.artifacts.dir else "the record is lost"
         raise Stopped(f"the store {store.path} could not take this run ({e}); {kept}; free some space and "
                       "run again (--resume skips what is stored)") from None  # fmt: skip
+    if record.ok and record.artifacts.dir:
+        from peftlab.artifacts import card
+
+        try:
+            card.write(run_dir, record)  # README.md: the model card, in the run folder and the saved model's
+        except OSError as e:  # the run and its record are safe; only the card is missing
+            print(f"[peftlab] could not write the model card in {run_dir} ({e.strerror})", file=sys.stderr)

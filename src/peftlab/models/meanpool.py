@@ -5,8 +5,11 @@ Built by `load_model` for sentence-transformers models; torch + transformers onl
 
 # save_pretrained copies this file next to the weights (register_for_auto_class, done in peftlab.models), so
 # AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True) works where peftlab is absent.
+# An adapter's `base/` folder holds this file and a config alone: from_pretrained then reads the pretrained encoder
+# from `encoder_name_or_path` (a hub id or a folder) and adds a fresh head, the base that PEFT's adapter goes onto.
 
 import inspect
+import os
 
 import torch
 from torch import nn
@@ -18,29 +21,37 @@ MODEL_TYPE = "peftlab-meanpool"
 
 
 class MeanPoolConfig(PretrainedConfig):
-    """An encoder's config (`encoder_config`, any AutoModel family) plus the head: dropout and `num_labels`."""
+    """An encoder's config (`encoder_config`, any AutoModel family) plus the head: dropout and `num_labels`;
+    `encoder_name_or_path` says where the pretrained encoder comes from (hub id or folder; None: unknown)."""
 
     model_type = MODEL_TYPE
     sub_configs = {"encoder_config": AutoConfig}
 
-    def __init__(self, encoder_config=None, classifier_dropout=None, **kwargs):
+    def __init__(self, encoder_config=None, classifier_dropout=None, encoder_name_or_path=None, **kwargs):
         if isinstance(encoder_config, dict):  # from config.json: {"model_type": "bert", ...}
             encoder_config = AutoConfig.for_model(**encoder_config)
         self.encoder_config = encoder_config
+        self.encoder_name_or_path = encoder_name_or_path
         if classifier_dropout is None and encoder_config is not None:
             classifier_dropout = getattr(encoder_config, "hidden_dropout_prob", None)
         self.classifier_dropout = 0.1 if classifier_dropout is None else classifier_dropout
         super().__init__(**kwargs)
 
     # PEFT's prompt learning finds the word embeddings by the vocabulary size, read from `config.get_text_config()`
-    # (this config itself): answer with the encoder's.
+    # (this config itself): answer with the encoder's. Without one (PEFT's save reads the base's plain encoder
+    # config.json through this class to compare vocabularies), the value is kept here.
     @property
-    def vocab_size(self) -> int:
-        return self.encoder_config.vocab_size
+    def vocab_size(self) -> int | None:
+        encoder = self.__dict__.get("encoder_config")
+        return encoder.vocab_size if encoder is not None else self.__dict__.get("_vocab_size")
 
     @vocab_size.setter
     def vocab_size(self, value: int) -> None:  # resize_token_embeddings writes it
-        self.encoder_config.vocab_size = value
+        encoder = self.__dict__.get("encoder_config")
+        if encoder is not None:
+            encoder.vocab_size = value
+        else:
+            self.__dict__["_vocab_size"] = value
 
 
 def _encoder_kwargs(encoder_config) -> dict:
@@ -54,6 +65,25 @@ def _encoder_kwargs(encoder_config) -> dict:
         if "add_pooling_layer" in inspect.signature(encoder_cls).parameters
         else {}
     )
+
+
+# the files from_pretrained reads weights from; a folder with none of them is a config-only base (see from_pretrained)
+WEIGHTS_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# from_pretrained arguments that say where and how to read the encoder (the rest are the Auto classes' own)
+ENCODER_LOAD_KWARGS = (
+    "cache_dir",
+    "force_download",
+    "local_files_only",
+    "proxies",
+    "token",
+    "dtype",
+    "torch_dtype",
+)
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -82,6 +112,30 @@ class MeanPoolForSequenceClassification(PreTrainedModel):
         self.classifier = nn.Linear(config.encoder_config.hidden_size, config.num_labels)
         self._encoder_params = set(inspect.signature(self.encoder.forward).parameters)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """A folder with weights loads as any model. A folder with this config and no weights (an adapter's `base/`)
+        gives the pretrained encoder read from `config.encoder_name_or_path` plus a freshly initialised head: the
+        model a PEFT adapter saved by peftlab goes onto (the adapter restores the trained head)."""
+        folder = str(pretrained_model_name_or_path)
+        weightless = os.path.isdir(folder) and not any(
+            os.path.isfile(os.path.join(folder, f)) for f in WEIGHTS_FILES
+        )
+        if not weightless:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        config = kwargs.get("config")
+        if not isinstance(config, MeanPoolConfig):
+            config = cls.config_class.from_pretrained(folder)
+        if not config.encoder_name_or_path:
+            raise OSError(
+                f"{folder} holds no weights and its config names no encoder_name_or_path to read them from"
+            )
+        load = {k: kwargs[k] for k in ENCODER_LOAD_KWARGS if k in kwargs}
+        encoder = AutoModel.from_pretrained(config.encoder_name_or_path, config=config.encoder_config,
+                                            **_encoder_kwargs(config.encoder_config), **load)  # fmt: skip
+        model = cls(config, encoder=encoder)
+        return model.to(encoder.dtype).eval()
 
     def _init_weights(self, module):
         if module is getattr(self, "classifier", None):

@@ -8,7 +8,6 @@ test split; `validation_inputs(...)` hands the validation split, encoded on firs
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,25 +296,7 @@ def _check_space(model, cfg: RunConfig) -> None:
 
 
 def _save(model, loaded, cfg: RunConfig, record: Record) -> str:
-    """PEFT methods: an adapter folder (adapter weights + the trained head via modules_to_save); else a full
-    save_pretrained folder with its tokenizer / image processor. Returns the folder."""
-    from peft import PeftModel
+    """The trained model as a folder transformers and peft load without peftlab (artifacts/portable.py)."""
+    from peftlab.artifacts import portable
 
-    target = Path(cfg.out) / record.run_id / ("adapter" if isinstance(model, PeftModel) else "model")
-    model.save_pretrained(target)
-    if loaded.processor is not None:
-        loaded.processor.save_pretrained(target)
-    how = {
-        "base_model": cfg.model,
-        "base_source": loaded.source,
-        "pooling": loaded.pooling,
-        "task": cfg.task,
-        "label_names": record.data.label_names,
-        "load": (
-            "PeftModel.from_pretrained(base, this_folder) on a base built like peftlab.models.load_model(base_model, task, label_names)"
-            if isinstance(model, PeftModel)
-            else "AutoModelFor...Classification.from_pretrained(this_folder) (import peftlab first, or trust_remote_code=True, for mean-pooled models)"
-        ),
-    }
-    (target / "peftlab.json").write_text(json.dumps(how, indent=2))
-    return str(target)
+    return portable.save(model, loaded, cfg, record.run_id).folder

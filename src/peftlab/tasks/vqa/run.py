@@ -141,6 +141,7 @@ def _project_dual(
         # the head sees the contrastive space as CLIP's embeddings are handed over: unit direction x sqrt(P)
         out["img"] = contrastive_scale(fit.projection.image(out["img"]))
         out["txt"] = contrastive_scale(fit.projection.text(out["txt"]))
+    out["projection"] = fit.projection  # saved with the head: predicting needs the same shared space
     out["dual"] = {"pairs": fit.pairs, "pair_images": len(set(pair_img)), "what": what,
                    "train_s": round(fit.train_s, 2), "final_loss": fit.final_loss, "cached": fit.cached}  # fmt: skip
     log(f"dual projections: {fit.pairs} {what}, {'from the cache' if fit.cached else f'{fit.train_s:.1f}s'}")
@@ -312,7 +313,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"{b['majority']['accuracy']:.4f}, question-only {b['question_only']['accuracy']:.4f}, image-only "
         f"{b['image_only']['accuracy']:.4f}), {record.params.trainable:,} trainable, train {stats.train_s:.1f}s")  # fmt: skip
     if cfg.save_model:
-        record.artifacts.saved = _save(head, cfg, record, vocab)
+        record.artifacts.saved = _save(head, cfg, record, vocab, emb.get("projection"))
 
 
 def _baselines(ans: Answers, y_true, types, new_head, score, fit) -> dict:
@@ -345,13 +346,17 @@ def _params(
     return Params.from_dict(compare_counts(measured, prediction))
 
 
-def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str]) -> str:
-    """The trained head (safetensors) + what it needs: answers, widths, fusion, encoders."""
+def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str], projection=None) -> str:
+    """The trained head (safetensors) + what it needs: answers, widths, fusion, encoders; `--encoder dual` runs also
+    their contrastive projections (projection.safetensors), without which new inputs cannot be embedded alike."""
     from safetensors.torch import save_file
 
     target = Path(cfg.out) / record.run_id / "vqa-head"
     target.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(target / "head.safetensors"))
+    if projection is not None:
+        state = {k: v.detach().contiguous() for k, v in projection.state_dict().items()}
+        save_file(state, str(target / "projection.safetensors"))
     vqa = record.extra["vqa"]
     how = {
         "answers": vocab,
@@ -361,7 +366,7 @@ def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str]) ->
         **vqa["dims"],
         "encoders": vqa["encoders"],
         "load": "peftlab.tasks.vqa.heads.FusionHead(image, text, len(answers), fusion, hidden, dropout)"
-        ".load_state_dict(safetensors.torch.load_file('head.safetensors'))",
+        ".load_state_dict(safetensors.torch.load_file('head.safetensors')); `peftlab predict RUN_DIR` answers",
     }
     (target / "peftlab.json").write_text(json.dumps(how, indent=2))
     return str(target)

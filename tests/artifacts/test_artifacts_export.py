@@ -1,0 +1,67 @@
+"""`peftlab export RUN_DIR --out DIR`: what it refuses (one line, exit 2), --overwrite, --dtype, its summary and card.
+That exports load with pipeline() and predict as `peftlab predict` does: test_artifacts_portable.py."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from peftlab.cli import main
+
+
+def _export(args, capsys) -> tuple[int, str, str]:
+    code = main(["export", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _refused(args, capsys, match: str) -> None:
+    code, out, err = _export(args, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and match in err and "Traceback" not in err, err
+
+
+def test_refusals(trained, tmp_path, capsys):
+    run = trained["loha-local-cls"]
+    _refused([tmp_path, "--out", tmp_path / "x"], capsys, "not a peftlab run folder")
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    _refused([run.run_dir, "--out", existing], capsys, "already exists")
+    assert (existing / "keep.txt").read_text() == "mine"
+    _refused([run.run_dir, "--out", run.run_dir, "--overwrite"], capsys, "holds the run itself")
+    _refused([run.run_dir, "--out", run.run_dir.parent, "--overwrite"], capsys, "holds the run itself")
+    for prompt in ("prompt-tuning", "prefix-tuning", "p-tuning"):
+        prompt_run = next(r for r in trained.values() if r.method == prompt)
+        _refused(
+            [prompt_run.run_dir, "--out", tmp_path / prompt], capsys, "cannot be merged into the weights"
+        )
+        assert not (tmp_path / prompt).exists()
+    _refused([run.run_dir, "--out", tmp_path / "y", "--dtype", "int8"], capsys, "invalid choice")
+
+
+def test_overwrite_dtype_and_summary(trained, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    run = trained["dora-hub-cls"]
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "stale.txt").write_text("old export")
+    code, printed, _ = _export([run.run_dir, "--out", out, "--overwrite", "--json"], capsys)
+    assert code == 0 and not (out / "stale.txt").exists()
+    summary = json.loads(printed)
+    assert summary["merged"] is True and summary["dtype"] == "float32" and summary["method"] == "dora"
+    assert summary["labels"] == run.record["data"]["label_names"] and summary["trust_remote_code"] is False
+    assert sorted(f.name for f in out.iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                    "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and 'pipeline("text-classification"' in card
+    fp32 = (out / "model.safetensors").stat().st_size
+
+    half = tmp_path / "half"
+    code, printed, _ = _export([run.run_dir, "--out", half, "--dtype", "bf16"], capsys)
+    assert code == 0 and "bfloat16" in printed
+    assert abs((half / "model.safetensors").stat().st_size / fp32 - 0.5) < 0.01  # half the bytes per weight
+    model = AutoModelForSequenceClassification.from_pretrained(half)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.config.id2label == dict(enumerate(run.record["data"]["label_names"]))
