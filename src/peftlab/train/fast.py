@@ -31,9 +31,10 @@ class FitStats:
     steps: int
     samples: int  # samples drawn, counting repeats across epochs (each one feeds every head)
     samples_per_s: float
-    final_loss: list[
-        float
-    ]  # per head: mean loss over the last epoch (or the part of it a fractional epoch ran)
+    # per head: mean loss over the last epoch (or over the part of it a fractional epoch ran)
+    final_loss: list[float]
+    # per head: moving average 0.9 / 0.1 over the steps, as train/loop.py reports it
+    ema_loss: list[float]
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -43,9 +44,17 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> tuple[
 
 
 def schedule(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warm-up to 1 over `warmup` steps, then linear decay to 0 at `total`."""
+    """Learning-rate factor of step 0..total-1: linear warm-up to 1 over `warmup` steps (the first step at 1/warmup),
+    then linear decay to 0 at `total`. The VQA head's schedule."""
     if step < warmup:
         return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def hf_schedule(step: int, total: int, warmup: int) -> float:
+    """transformers' get_linear_schedule_with_warmup (the first step at 0), as train/loop.py runs it."""
+    if step < warmup:
+        return step / max(1, warmup)
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
@@ -81,13 +90,21 @@ def fit_heads(
     threads: int | None = None,
     progress: bool = True,
     desc: str = "head",
+    lr_factor: Callable[[int, int, int], float] = schedule,
+    on_epoch: Callable[[int], None] | None = None,
+    batches: Callable[[torch.Generator], Sequence] | None = None,
 ) -> FitStats:
     """Train every head on the same batches: gather(idx (B,) int64) -> the inputs each head is called with,
     labels (N,) int64. The loss is the sum of the heads' cross-entropies; their parameters are disjoint, so each
     head's gradient is its own loss's, clipped by its own norm, and AdamW (elementwise per parameter) updates each head
-    as if it trained alone on these batches. Seeded: the same seed gives the same batches and the same numbers."""
+    as if it trained alone on these batches. Seeded: the same seed gives the same batches and the same numbers.
+    lr_factor(step, total, warmup) scales lr; on_epoch(epoch) runs after each pass over the data (and after the last
+    step of a fractional one), outside the timed training, and may raise to stop (a pruned tuning trial).
+    batches(generator) -> one epoch's index batches (default epoch_batches; classification passes the accelerate
+    loop's own batcher, so both paths draw the same batches for a seed)."""
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
+    batches = batches or (lambda gen: epoch_batches(n, batch_size, gen))
     per_epoch = math.ceil(n / batch_size)
     total = total_steps(n, batch_size, epochs)
     warmup = int(total * warmup_ratio)
@@ -95,18 +112,19 @@ def fit_heads(
     opt = torch.optim.AdamW(param_groups(holder, weight_decay), lr=lr, **fused_kwargs(holder))
     own = [[p for p in h.parameters() if p.requires_grad] for h in heads]
     holder.train()
-    step, seen = 0, 0
+    step, seen, epoch, paused = 0, 0, 0, 0.0
     epoch_loss, epoch_steps = torch.zeros(len(heads)), 0  # summed on the tensor side: no host sync per step
-    last = [float("nan")] * len(heads)
+    last, ema = [float("nan")] * len(heads), None
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not progress, leave=False)
     start = time.perf_counter()
     with torch_threads(threads):
         while step < total:
-            for idx in epoch_batches(n, batch_size, g):
+            for idx in batches(g):
                 if step >= total:
                     break
+                idx = torch.as_tensor(idx)  # (B,) int64
                 for group in opt.param_groups:
-                    group["lr"] = lr * schedule(step, total, warmup)
+                    group["lr"] = lr * lr_factor(step, total, warmup)
                 inputs, y = gather(idx), labels[idx]
                 losses = torch.stack([F.cross_entropy(h(*inputs), y) for h in heads])  # (H,)
                 opt.zero_grad(set_to_none=True)
@@ -118,16 +136,23 @@ def fit_heads(
                 step, seen = step + 1, seen + len(idx)
                 epoch_loss += losses.detach()
                 epoch_steps += 1
+                ema = losses.detach() if ema is None else 0.9 * ema + 0.1 * losses.detach()
                 if step % per_epoch == 0 or step == total:
                     last = (epoch_loss / epoch_steps).tolist()
                     epoch_loss, epoch_steps = torch.zeros(len(heads)), 0
                     bar.set_postfix_str("loss " + " ".join(f"{v:.3f}" for v in last))
                 if progress and (step % 20 == 0 or step == total):
                     bar.update(step - bar.n)
+            epoch += 1
+            if on_epoch is not None:
+                t0 = time.perf_counter()
+                on_epoch(epoch)
+                holder.train()
+                paused += time.perf_counter() - t0
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - paused
     holder.eval()
-    return FitStats(seconds, total, seen, seen / max(seconds, 1e-9), last)
+    return FitStats(seconds, total, seen, seen / max(seconds, 1e-9), last, ema.tolist())
 
 
 def logits_in_batches(
