@@ -107,3 +107,22 @@ def test_training_on_head_features_equals_the_loop_over_the_prefix_cache(family)
         name
     ) in w0:  # Adam's sign-of-noise steps on near-zero gradients: 10% of one step, as test_perf_cache says
         torch.testing.assert_close(w1[name], w0[name], rtol=1e-3, atol=0.1 * 1e-2)
+
+
+@pytest.mark.slow
+def test_packaged_mobilenet_in_place_dropout_is_the_cut(tmp_path, monkeypatch):
+    """MobileNetV2's classifier Dropout works in place (it overwrites its input): the probe must compare the input as
+    it was before the Dropout ran. Real weights, so the pooled features are not all zero."""
+    monkeypatch.setenv("PEFTLAB_CACHE", str(tmp_path))
+    from peftlab.models import load_model
+
+    loaded = load_model("mobilenet-v2", "image-classification", ["a", "b", "c", "d", "e"])  # _data: 5 labels
+    model, anat = loaded.model, loaded.anatomy
+    assert model.dropout.inplace and model.dropout.p > 0
+    model = REGISTRY["head"].prepare(model, anat, REGISTRY["head"].knobs(), Context("image-classification"))
+    ev = _data("image-classification", 6, 2, side=64)
+    plan = plan_prefix(model, anat, ev)
+    cached, _ = prefix_inputs({}, plan, ev, budget_mb=64, batch_size=3)
+    with skip_prefix(plan) as fwd:
+        cut = plan_head_cut(model, anat, plan, fwd, cached)
+    assert cut is not None and cut.dropout == pytest.approx(model.dropout.p)

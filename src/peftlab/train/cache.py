@@ -508,9 +508,12 @@ def _tail_capture(
     head = model.get_submodule(head_name)
     handles.append(head.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0])))
     skip = {head_name, plan.entry, *plan.blocks}
+    inputs = {}  # module -> a copy of its input, taken before it runs (MobileNetV2's Dropout works in place)
     for name, module in model.named_modules():
         if name and not any(name == s or name.startswith(s + ".") for s in skip):
-            hook = lambda m, a, o, name=name: ran.append((name, m, a[0] if a else None, o))  # noqa: E731
+            keep = lambda m, a: inputs.__setitem__(m, a[0].clone() if a and torch.is_tensor(a[0]) else None)  # noqa: E731
+            hook = lambda m, a, o, name=name: ran.append((name, m, inputs.get(m), o))  # noqa: E731
+            handles.append(module.register_forward_pre_hook(keep))
             handles.append(module.register_forward_hook(hook))
     was_training = model.training
     model.train(train_mode)
