@@ -62,6 +62,10 @@ def test_encoder_that_is_not_clip_style(tiny_image_encoder, shapes_csv, tmp_path
         (["--fusion", "sum"], "--fusion 'sum'"),
         (["--dropout", "1.5"], "--dropout"),
         (["--hidden", "0"], "--hidden"),
+        (["--image-size", "0"], "--image-size 0"),
+        (["--image-size", "-64"], "--image-size -64"),
+        (["--image-size", "64px"], "--image-size"),
+        (["--image-size", "6.5"], "--image-size"),
     ],
 )
 def test_bad_head_settings(

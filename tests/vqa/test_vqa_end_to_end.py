@@ -100,8 +100,15 @@ def test_changed_preprocessing_is_a_new_cache_entry(
         tiny_text_encoder,
         *FAST,
     ]
-    run_json(base, tmp_path, capsys)
-    other = run_json([*base, "--image-size", "24"], tmp_path, capsys)
+    first = run_json(base, tmp_path, capsys)
+    # the 24-px images are smaller than the tiny encoder's 32-px processor: encoded at their own size
+    assert first["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+                                          "fixed_input": False}  # fmt: skip
+    assert first["config"]["image_size"] is None  # the setting stays as given: automatic
+    other = run_json([*base, "--image-size", "16"], tmp_path, capsys)
+    assert (
+        other["vqa"]["image_size"]["pixels"] == 16 and other["vqa"]["image_size"]["chosen"] == "--image-size"
+    )
     assert other["vqa"]["encoded"]["images"]["computed"] == 11  # new pixels, new embeddings
     assert other["vqa"]["encoded"]["texts"]["computed"] == 0  # the questions' recipe did not change
 

@@ -23,8 +23,18 @@ from peftlab.methods import REGISTRY, Context, check_applies
 from peftlab.models import load_model
 from peftlab.params import compare_counts, measure, predict
 from peftlab.record import Data, Memory, Metrics, Params, Record, Time
-from peftlab.train import PeakMemory, Timer, encode, evaluate, train
-from peftlab.train.cache import plan_prefix, prefix_inputs, skip_prefix
+from peftlab.train import PeakMemory, Timer, TrainStats, encode, evaluate, train
+from peftlab.train.cache import (
+    DropThenHead,
+    head_features,
+    head_features_key,
+    plan_head_cut,
+    plan_prefix,
+    prefix_inputs,
+    skip_prefix,
+)
+from peftlab.train.encode import train_batches
+from peftlab.train.fast import fit_heads, hf_schedule
 
 
 def memo_get(memo: dict, key: tuple, build):
@@ -170,7 +180,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         inputs = _inputs(model, loaded.anatomy, enc_train, enc_eval, cfg, memo, method.needs_training, log)
 
         with skip_prefix(inputs.plan) if inputs.plan is not None else contextlib.nullcontext() as fwd:
-            logits_fn, loss_fn = (fwd.logits, fwd.loss) if fwd is not None else (None, None)
+            logits_fn = fwd.logits if fwd is not None else None
             # Before training every method computes the same function (pretrained backbone + the seed's head; LoRA's
             # B starts at zero), so within one process the pre-training evaluation is shared per (model, data, seed).
             with Timer() as t_base:
@@ -180,10 +190,8 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             record.baseline_metrics = Metrics.from_dict(before)
             stats, t_eval = None, t_base
             if method.needs_training:
-                stats = train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                              seed=cfg.seed, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
-                              max_grad_norm=cfg.max_grad_norm, progress=progress, desc=f"{cfg.method} s{cfg.seed}",
-                              forward=loss_fn, after_step=method.after_step)  # fmt: skip
+                stats = _fit(model, loaded.anatomy, inputs, cfg, memo, log, progress=progress,
+                             desc=f"{cfg.method} s{cfg.seed}", fwd=fwd)  # fmt: skip
                 if method.summary is not None:
                     record.extra["method_state"] = method.summary(model)
                 with Timer() as t_eval:
@@ -223,7 +231,7 @@ def validate(cfg: RunConfig, *, memo: dict, progress: bool = False, report=None)
     inputs = _inputs(model, loaded.anatomy, enc_train, enc_val, cfg, memo, method.needs_training, log)
     scores: list[float] = []
     with skip_prefix(inputs.plan) if inputs.plan is not None else contextlib.nullcontext() as fwd:
-        logits_fn, loss_fn = (fwd.logits, fwd.loss) if fwd is not None else (None, None)
+        logits_fn = fwd.logits if fwd is not None else None
 
         def on_epoch(m, epoch: int) -> None:
             scores.append(
@@ -232,11 +240,42 @@ def validate(cfg: RunConfig, *, memo: dict, progress: bool = False, report=None)
             if report is not None:
                 report(epoch, scores[-1])
 
-        train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-              weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
-              progress=progress, desc=f"{cfg.method} trial", forward=loss_fn, after_step=method.after_step,
-              on_epoch=on_epoch)  # fmt: skip
+        _fit(model, loaded.anatomy, inputs, cfg, memo, log, progress=progress, desc=f"{cfg.method} trial",
+             fwd=fwd, on_epoch=on_epoch)  # fmt: skip
     return scores[-1]
+
+
+def _fit(model, anat, inputs: Inputs, cfg: RunConfig, memo: dict, log, *, progress: bool, desc: str, fwd,
+         on_epoch=None) -> TrainStats:  # fmt: skip
+    """Train `model` in place. `head` past a frozen-prefix cache trains on the head's own input features in the lean
+    loop of train/fast.py when the probe proves the cut (train.cache.plan_head_cut); everything else, and `head`
+    where it does not hold, runs the accelerate loop (train/loop.py). Both draw the same batches for a seed, follow
+    the same schedule and report the same moving-average loss.
+    fwd: skip_prefix(inputs.plan)'s CutForward when the run is cut (called inside it), else None."""
+    method = REGISTRY[cfg.method]
+    cut = None
+    if fwd is not None and method.name == "head" and method.after_step is None:
+        cut = plan_head_cut(model, anat, inputs.plan, fwd, inputs.eval, log)
+    if cut is None:
+        return train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                     weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
+                     progress=progress, desc=desc, forward=fwd.loss if fwd is not None else None,
+                     after_step=method.after_step, on_epoch=on_epoch)  # fmt: skip
+    # (N, F): one eval-mode pass of the cheap tail (pooling, a pooler, a last 1x1 conv) over the cached activations,
+    # shared by the runs of a grid that cache the same training set
+    with Timer() as t_feats:
+        key = ("head-features", id(inputs.train.acts), head_features_key(inputs.plan, cut))
+        feats = memo_get(memo, key, lambda: head_features(model, fwd, cut, inputs.train, cfg.eval_batch_size))
+    fit = fit_heads([DropThenHead(cut)], lambda idx: (feats[idx],), inputs.train.labels, epochs=cfg.epochs,
+                    lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+                    warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, threads=1,
+                    progress=progress, desc=desc, lr_factor=hf_schedule,
+                    batches=lambda g: train_batches(inputs.train, cfg.batch_size, g, group_by_length=True),
+                    on_epoch=(lambda epoch: on_epoch(model, epoch)) if on_epoch else None)  # fmt: skip
+    inputs.cut["head"] = {"module": cut.name, "dropout": cut.dropout, "features": list(feats.shape),
+                          "build_s": round(t_feats.seconds, 3)}  # fmt: skip
+    train_s = fit.train_s + t_feats.seconds
+    return TrainStats(fit.steps, fit.samples, train_s, fit.ema_loss[0], fit.samples / max(train_s, 1e-9))
 
 
 def _total_steps(n_train: int, cfg: RunConfig) -> int:

@@ -2,6 +2,7 @@
 
 `plan_prefix(model, anatomy, probe)` finds the cut, `prefix_inputs(memo, plan, enc, ...)` builds or reuses the cache,
 `with skip_prefix(plan) as fwd:` makes the model read it (`train(..., forward=fwd.loss)`, `evaluate(..., forward=fwd.logits)`).
+For `head`, `plan_head_cut` + `head_features` go one step further: the head's own input per sample, for train/fast.py.
 
 How: the input of block k (the first block with a trainable parameter; k = n when only the head trains) is captured
 once per sample by a forward pre-hook, in eval mode under inference_mode, and the forward is aborted there. At train
@@ -482,3 +483,144 @@ def skip_prefix(plan: Plan):
     finally:
         for m in patched:
             del m.forward  # back to the class's forward
+
+
+# --- `head`: one step further, the classifier's own input ---------------------------------------------------------
+
+
+@dataclass
+class HeadCut:
+    """When only the head trains, its eval-mode input per sample is fixed too: train/fast.py trains the model's own
+    head module on those features (Dropout(p) first, where the model applies one to them in train mode)."""
+
+    name: str  # the head module's qualified name in the model
+    module: nn.Module  # the model's own head: it trains in place, so saving and evaluation see it
+    dropout: float  # p of the Dropout between the features and the head in train mode (0: none)
+
+
+class DropThenHead(nn.Module):
+    """features (B, ...) -> Dropout(p) -> the model's head -> logits (B, K): the model's train-mode tail."""
+
+    def __init__(self, cut: HeadCut):
+        super().__init__()
+        self.drop, self.head = nn.Dropout(cut.dropout), cut.module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(x))
+
+
+def _tail_capture(
+    model: nn.Module, plan: Plan, fwd: CutForward, head_name: str, batch: dict, train_mode: bool
+):
+    """One cut forward (inside skip_prefix, whose `fwd` it is) -> (head input, logits, loss, [(name, module, input,
+    output)] of every module outside the head that ran after the prefix, in order). train_mode: as the loop runs it."""
+    from peftlab.train.loop import freeze_norm_statistics
+
+    ran, seen = [], {}
+    handles = []
+    head = model.get_submodule(head_name)
+    handles.append(head.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0])))
+    skip = {head_name, plan.entry, *plan.blocks}
+    inputs = {}  # module -> a copy of its input, taken before it runs (MobileNetV2's Dropout works in place)
+    for name, module in model.named_modules():
+        if name and not any(name == s or name.startswith(s + ".") for s in skip):
+            keep = lambda m, a: inputs.__setitem__(m, a[0].clone() if a and torch.is_tensor(a[0]) else None)  # noqa: E731
+            hook = lambda m, a, o, name=name: ran.append((name, m, inputs.get(m), o))  # noqa: E731
+            handles.append(module.register_forward_pre_hook(keep))
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.train(train_mode)
+    if train_mode:
+        freeze_norm_statistics(model)
+    try:
+        with torch.no_grad():
+            out = fwd._run(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen.get("x"), out.logits, getattr(out, "loss", None), ran
+
+
+def plan_head_cut(model: nn.Module, anat, plan: Plan, fwd: CutForward, probe: CachedEncoded,
+                  log=lambda msg: None) -> HeadCut | None:  # fmt: skip
+    """The head cut for `head` (plan.block == n: only the head trains), or None with the reason logged; called inside
+    skip_prefix(plan) (`fwd`). A probe batch proves it on this model: the head on the captured input gives the model's
+    logits; the model's loss is plain cross-entropy; in train mode the head's input is the eval-mode one, or one
+    Dropout of it and nothing else."""
+    if plan.block != len(plan.blocks) or len(anat.head) != 1:
+        return None
+    name = anat.head[0]
+    head = model.get_submodule(name)
+    if any(p.requires_grad for n, p in model.named_parameters() if not n.startswith(name + ".")):
+        return None  # something besides the head trains
+    every = list(range(min(4, len(probe))))
+    batch = probe.collate(every)
+    x_eval, logits, loss, _ = _tail_capture(model, plan, fwd, name, batch, train_mode=False)
+    if not isinstance(x_eval, torch.Tensor) or (plan.ragged and x_eval.dim() > 2):
+        log("head cut off: the head reads per-token states, not one vector per sample")
+        return None
+    with torch.no_grad():
+        head.eval()
+        direct = head(x_eval)
+        ce = nn.functional.cross_entropy(logits, batch["labels"])
+    if not torch.allclose(direct, logits, rtol=1e-4, atol=1e-5):
+        log("head cut off: the model changes the head's output before returning it")
+        return None
+    if loss is None or not torch.allclose(loss, ce, rtol=1e-4, atol=1e-6):
+        log("head cut off: the model's loss is not cross-entropy on its logits")
+        return None
+    x_train, _, _, ran = _tail_capture(model, plan, fwd, name, batch, train_mode=True)
+    drops = [(n, m, i, o) for n, m, i, o in ran if isinstance(m, nn.Dropout) and m.p > 0]
+    if not drops and torch.allclose(x_train, x_eval, rtol=1e-5, atol=1e-6):
+        return HeadCut(name, head, 0.0)
+    if (
+        len(drops) == 1
+        and drops[0][3] is x_train
+        and torch.allclose(drops[0][2], x_eval, rtol=1e-5, atol=1e-6)
+    ):
+        return HeadCut(name, head, float(drops[0][1].p))
+    log("head cut off: in train mode the head's input is more than one Dropout of its eval-mode input")
+    return None
+
+
+def head_features_key(plan: Plan, cut: HeadCut) -> str:
+    """A hash of what the head's input depends on besides the cached activations: the frozen modules between the last
+    block and the head (a pooler, MobileNetV2's last 1x1 convolution, a final norm), and where the cut is."""
+    names = {id(m): n for n, m in plan.base.named_modules()}
+    head = names.get(id(cut.module), cut.name)  # the head's name inside the base model
+    skip = [plan.entry, *plan.prefix_modules, *plan.blocks, head]  # hashed by the prefix key, or trained
+    h = hashlib.sha1(f"head-cut|{plan.signature}|{head}".encode())
+    for name, t in list(plan.base.named_parameters()) + list(plan.base.named_buffers()):
+        if not any(name.startswith(s + ".") for s in skip):
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.detach().float().contiguous().numpy().reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def head_features(
+    model: nn.Module, fwd: CutForward, cut: HeadCut, cached: CachedEncoded, batch_size: int = 256
+):
+    """(N, ...) float32: the head's eval-mode input for every sample of `cached`, inside skip_prefix (`fwd`)."""
+    rows: dict = {}
+
+    def grab(module, args):
+        rows["x"] = args[0]
+        raise _Stop  # the head itself is not needed
+
+    handle = cut.module.register_forward_pre_hook(grab)
+    was_training = model.training
+    model.eval()
+    out = None
+    try:
+        with torch.inference_mode():
+            for idx in eval_batches(cached, batch_size):
+                with contextlib.suppress(_Stop):
+                    fwd._run(model, cached.collate(idx, with_labels=False))
+                if out is None:
+                    out = torch.empty((len(cached), *rows["x"].shape[1:]))
+                out[torch.as_tensor(idx)] = rows["x"].float()
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return out.contiguous()

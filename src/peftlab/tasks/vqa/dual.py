@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from peftlab.tasks.vqa.cache import cache_dir
-from peftlab.tasks.vqa.heads import one_thread
+from peftlab.train.fast import torch_threads
 
 DUAL_DIM = 512  # shared embedding width, as CLIP ViT-B/32's projection_dim
 DUAL_EPOCHS, DUAL_BATCH, DUAL_LR = 30, 256, 1e-3
@@ -112,7 +112,7 @@ def fit_dual(img_feats: torch.Tensor, txt_feats: torch.Tensor, pair_img: list[in
         leave=False,
     )
     start, last = time.perf_counter(), float("nan")
-    with one_thread():
+    with torch_threads(1):  # matrices of a few hundred columns: one thread, see train/fast.py
         for _ in range(DUAL_EPOCHS):
             perm = torch.randperm(n, generator=g)
             for b in range(0, n, DUAL_BATCH):

@@ -1,6 +1,7 @@
 """Frozen VQA encoders: an image tower and a sentence encoder, or one CLIP-style model; which, loaded how, embedding how.
 
-`resolve_encoders(cfg)` -> Encoders; `image_batch` / `text_batch` turn inputs into (B, D) embeddings (cache.py keeps them).
+`resolve_encoders(cfg)` -> Encoders; `choose_image_size` says what side images are encoded at; `image_batch` /
+`text_batch` turn inputs into (B, D) embeddings (cache.py keeps them).
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ def check_tower(tower: Tower, model: torch.nn.Module) -> None:
         )
 
 
+def _convolutional(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -172,8 +177,90 @@ def load_tower(tower: Tower) -> tuple[torch.nn.Module, object]:
             "preprocessor_config.json, a text model its tokenizer files"
         ) from None
     model.requires_grad_(False)
+    if _convolutional(model):
+        model.to(memory_format=torch.channels_last)  # oneDNN convolutions in NHWC skip a reorder per layer
     tower._model, tower._processor = model, processor
     return model, processor
+
+
+# --- the image size -----------------------------------------------------------------------------------------
+
+NATIVE_SAMPLE = 16  # images looked at (evenly spaced over the set) to find the data's native size
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """The side images are resized and centre-cropped to before the image encoder, and why."""
+
+    pixels: int  # what the encoder sees: pixels x pixels
+    chosen: str  # "--image-size" (given), "native" (the data's, smaller than the encoder's), "encoder" (its default)
+    native: (
+        int | None
+    )  # the data's native side: the largest shorter side over NATIVE_SAMPLE images (None: no images)
+    encoder: int | None  # the side the encoder's image processor makes by default (crop, else resize)
+    fixed: (
+        bool  # the encoder takes one input size only (position embeddings: ViT, CLIP): never resized natively
+    )
+
+    @property
+    def arg(self) -> int | None:
+        """What the image processor is given (encode.size_kwargs): None keeps its own resize + crop, as before."""
+        return None if self.chosen == "encoder" else self.pixels
+
+    def to_dict(self) -> dict:
+        return {"pixels": self.pixels, "chosen": self.chosen, "native": self.native, "encoder": self.encoder,
+                "fixed_input": self.fixed}  # fmt: skip
+
+
+def _side(size) -> int | None:
+    # a processor's size / crop_size (dict or transformers' SizeDict) -> its square side or shortest edge
+    get = size.get if isinstance(size, dict) else lambda k: getattr(size, k, None)
+    return get("height") or get("shortest_edge")
+
+
+def encoder_side(processor) -> int | None:
+    """The side an image processor makes by default: its centre crop when it crops, else its resize."""
+    crop = getattr(processor, "crop_size", None)
+    if crop and getattr(processor, "do_center_crop", True):
+        return _side(crop)
+    size = getattr(processor, "size", None)
+    return _side(size) if size else None
+
+
+def native_side(images) -> int | None:
+    """The largest shorter side over up to NATIVE_SAMPLE images spread evenly over the set (an ImageSet)."""
+    m = len(images)
+    if m == 0:
+        return None
+    picks = sorted({round(i * (m - 1) / max(1, NATIVE_SAMPLE - 1)) for i in range(min(m, NATIVE_SAMPLE))})
+    return max(min(images.load(i).size) for i in picks)
+
+
+def fixed_input(tower: Tower, meta: torch.nn.Module) -> bool:
+    """True for encoders with learnt position embeddings over a fixed grid (ViT, DeiT, CLIP, Swin's tables): a
+    smaller input does not fit them. CNNs (MobileNetV2, ResNet, ConvNeXt) pool over whatever grid they get."""
+    if tower.kind == "clip-image":
+        return True
+    names = [n for n, _ in meta.named_parameters()] + [n for n, _ in meta.named_buffers()]
+    return any("position" in n for n in names)
+
+
+def choose_image_size(given: int | None, tower: Tower, meta: torch.nn.Module, images) -> ImageSize:
+    """--image-size when given; else the data's native side when it is smaller than the encoder's and the encoder
+    takes any size (easy-VQA: 64 px instead of MobileNetV2's 224: ~12x fewer pixels, no less information); else the
+    encoder's own preprocessing, unchanged."""
+    from transformers import AutoImageProcessor
+
+    try:
+        encoder = encoder_side(AutoImageProcessor.from_pretrained(tower.location))
+    except (OSError, ValueError):
+        encoder = None  # load_tower says what is missing when it loads the model
+    native, fixed = native_side(images), fixed_input(tower, meta)
+    if given is not None:
+        return ImageSize(given, "--image-size", native, encoder, fixed)
+    if native is not None and encoder is not None and native < encoder and not fixed:
+        return ImageSize(native, "native", native, encoder, fixed)
+    return ImageSize(encoder or native or 0, "encoder", native, encoder, fixed)
 
 
 # --- computing embeddings ---------------------------------------------------------------------------------
@@ -195,6 +282,8 @@ def image_batch(tower: Tower, images: list, image_size: int | None) -> torch.Ten
     model, processor = load_tower(tower)
     size = size_kwargs(processor, image_size)
     pixels = processor(images=images, return_tensors="pt", **size)["pixel_values"]  # (B, 3, S, S)
+    if _convolutional(model):
+        pixels = pixels.contiguous(memory_format=torch.channels_last)  # same values, NHWC strides
     with torch.inference_mode():
         if tower.kind == "clip-image":
             return contrastive_scale(_as_tensor(model.get_image_features(pixel_values=pixels)))

@@ -1,20 +1,18 @@
 """The VQA answer head: fuse an image and a question embedding, Linear + ReLU, Linear over the answer vocabulary.
 
-tasks/vqa/run.py builds `FusionHead`, trains it with `train_head` on cached embeddings and checks `head_params` against it.
+tasks/vqa/run.py builds `FusionHead`s, trains them together with `train_heads` on cached embeddings (train/fast.py)
+and checks `head_params` against them.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from peftlab.train.fast import EVAL_BATCH, FitStats, fit_heads, logits_in_batches
 
 INPUTS = ("both", "image", "question")  # "image" / "question": the one-embedding baselines
 
@@ -87,18 +85,6 @@ def head_params(
     return parts
 
 
-@contextmanager
-def one_thread():
-    """Matrices of a few hundred columns: one thread is as fast as two on an idle machine and 20x faster on a busy
-    one (OpenMP threads spin waiting for each other on oversubscribed cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass
 class Pairs:
     """Training or eval examples as indices into the embedding tables."""
@@ -111,75 +97,34 @@ class Pairs:
         return len(self.labels)
 
 
-@dataclass
-class HeadStats:
-    train_s: float
-    steps: int
-    samples_per_s: float
-    final_loss: float
+def _gather(img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs):
+    # (B,) example ids -> (B, Di) image rows, (B, Dt) question rows: two index_selects, no per-sample Python
+    def gather(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return img_emb.index_select(0, pairs.img[idx]), txt_emb.index_select(0, pairs.txt[idx])
+
+    return gather
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    # linear warm-up to 1 over `warmup` steps, then linear decay to 0 at `total`
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+def train_heads(heads: list[FusionHead], img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs, *,
+                epochs: float, lr: float, batch_size: int, weight_decay: float, warmup_ratio: float,
+                max_grad_norm: float, seed: int, threads: int | None = 1, progress: bool = True,
+                desc: str = "head") -> FitStats:  # fmt: skip
+    """AdamW on minibatches of cached embeddings (no weight decay on biases), seeded shuffling, every head on the same
+    batches (train/fast.py). The tables stay whole: a batch gathers its rows from img_emb (M, Di) and txt_emb (T, Dt)."""
+    return fit_heads(heads, _gather(img_emb, txt_emb, pairs), pairs.labels, epochs=epochs, lr=lr,
+                     batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
+                     max_grad_norm=max_grad_norm, seed=seed, threads=threads, progress=progress, desc=desc)  # fmt: skip
 
 
-def train_head(head: FusionHead, img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs, *, epochs: float,
-               lr: float, batch_size: int, weight_decay: float, warmup_ratio: float, max_grad_norm: float, seed: int,
-               progress: bool = True, desc: str = "head") -> HeadStats:  # fmt: skip
-    """AdamW on minibatches of cached embeddings (no weight decay on biases); seeded shuffling."""
-    g = torch.Generator().manual_seed(seed)
-    n = len(pairs)
-    per_epoch = math.ceil(n / batch_size)
-    total = max(1, math.ceil(epochs * per_epoch))
-    decay = [p for p in head.parameters() if p.dim() >= 2]
-    no_decay = [p for p in head.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
-    warmup = int(total * warmup_ratio)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, warmup))
-    head.train()
-    step, seen, loss_sum, loss_n, last = 0, 0, 0.0, 0, float("nan")
-    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not progress, leave=False)
-    start = time.perf_counter()
-    with one_thread():
-        while step < total:
-            perm = torch.randperm(n, generator=g)
-            for b in range(0, n, batch_size):
-                if step >= total:
-                    break
-                idx = perm[b : b + batch_size]
-                logits = head(img_emb[pairs.img[idx]], txt_emb[pairs.txt[idx]])  # (B, K)
-                loss = F.cross_entropy(logits, pairs.labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(head.parameters(), max_grad_norm)
-                opt.step()
-                sched.step()
-                step, seen = step + 1, seen + len(idx)
-                loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-                if step % per_epoch == 0 or step == total:  # mean loss over the last epoch
-                    last, loss_sum, loss_n = loss_sum / loss_n, 0.0, 0
-                    bar.set_postfix_str(f"loss {last:.3f}")
-                bar.update(1)
-    bar.close()
-    seconds = time.perf_counter() - start
-    head.eval()
-    return HeadStats(seconds, total, seen / max(seconds, 1e-9), last)
+def train_head(
+    head: FusionHead, img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs, **knobs
+) -> FitStats:
+    """One head alone (train_heads' knobs); FitStats.final_loss holds its one loss."""
+    return train_heads([head], img_emb, txt_emb, pairs, **knobs)
 
 
-def predict(
-    head: FusionHead, img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs, batch_size: int = 4096
-) -> torch.Tensor:
-    """(N,) predicted answer ids."""
-    head.eval()
-    out = torch.empty(len(pairs), dtype=torch.long)
-    with one_thread(), torch.inference_mode():
-        for b in range(0, len(pairs), batch_size):
-            sl = slice(b, b + batch_size)
-            out[sl] = head(img_emb[pairs.img[sl]], txt_emb[pairs.txt[sl]]).argmax(-1)
-    return out
+def predict(head: FusionHead, img_emb: torch.Tensor, txt_emb: torch.Tensor, pairs: Pairs,
+            batch_size: int = EVAL_BATCH) -> torch.Tensor:  # fmt: skip
+    """(N,) predicted answer ids, batch_size questions at a time under inference_mode."""
+    gather = _gather(img_emb, txt_emb, pairs)
+    return logits_in_batches(head, gather, len(pairs), batch_size).argmax(-1).to(torch.long)

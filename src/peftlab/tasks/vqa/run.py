@@ -7,6 +7,7 @@ Metrics come from the test split (`data.eval`); the validation split is loaded a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -27,12 +28,13 @@ from peftlab.tasks.vqa.dual import contrastive_pairs, dual_params, fit_dual
 from peftlab.tasks.vqa.encoders import (
     Encoders,
     check_tower,
+    choose_image_size,
     contrastive_scale,
     count_params,
     meta_model,
     resolve_encoders,
 )
-from peftlab.tasks.vqa.heads import FusionHead, Pairs, head_params, predict, train_head
+from peftlab.tasks.vqa.heads import FusionHead, Pairs, head_params, predict, train_heads
 from peftlab.train import PeakMemory, Timer, metrics_from_predictions
 
 
@@ -75,11 +77,13 @@ def _short(m: dict) -> dict:
     return {k: m[k] for k in ("accuracy", "macro_f1", "macro_recall", "per_type")}
 
 
-def _embed(cfg: RunConfig, enc: Encoders, data: VQAData, memo: dict, progress: bool, log) -> dict:
-    """Image and text tables for this data: img (M_train + M_eval, Di), txt (T, Dt) + how each string maps to a row."""
+def _embed(
+    cfg: RunConfig, enc: Encoders, data: VQAData, images: ImageSet, memo: dict, progress: bool, log
+) -> dict:
+    """Image and text tables for this data: img (M_train + M_eval, Di) for `images` (train then eval), txt (T, Dt) +
+    how each string maps to a row. cfg.image_size is the resolved size (choose_image_size)."""
     for tower in (enc.image, enc.text):
         tower._fingerprint = _memo(memo, ("vqa-fp", tower.location), lambda t=tower: fingerprint(t))
-    images = _join(data.train.images, data.eval.images)
     keys = image_keys(images)  # (M,) content hashes: reading each image's bytes
     questions = sorted(set(data.train.questions) | set(data.eval.questions))  # deduplicated before encoding
     pairs = (
@@ -134,6 +138,10 @@ def _project_dual(
         "image_tower": enc.image._fingerprint,
         "text_tower": enc.text._fingerprint,
         "pairs": hashlib.sha256(json.dumps([[keys[i] for i in pair_img], pair_texts]).encode()).hexdigest(),
+        "preprocessing": {
+            "image_size": cfg.image_size,
+            "max_length": cfg.max_length,
+        },  # the embeddings it maps
     }
     fit = fit_dual(out["img"], out["txt"], pair_img, pair_txt, key_parts=key_parts, seed=cfg.split_seed,
                    what=what, progress=progress)  # fmt: skip
@@ -252,17 +260,20 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"({len(tr.images)} images), {len(data.validation)} validation, {len(ev)} test ({len(ev.images)} images), "
         f"{record.data.num_labels} answers")  # fmt: skip
 
+    images = _join(tr.images, ev.images)  # the images this run encodes
+    size = choose_image_size(cfg.image_size, enc.image, metas["image"], images)
+    enc_cfg = dataclasses.replace(cfg, image_size=size.arg)  # what the encoders and the cache key see
+    log(f"images at {size.pixels} px ({size.chosen}; data {size.native} px, encoder {size.encoder} px)")
+
     with PeakMemory() as mem:
-        emb_key = ("vqa-emb", enc.label, enc.image.location, enc.text.location, data_key, cfg.image_size,
+        emb_key = ("vqa-emb", enc.label, enc.image.location, enc.text.location, data_key, size.arg,
                    cfg.max_length)  # fmt: skip
         fresh = emb_key not in memo  # else an earlier run of this process (compare) made the tables
-        emb = _memo(memo, emb_key, lambda: _embed(cfg, enc, data, memo, progress, log))
+        emb = _memo(memo, emb_key, lambda: _embed(enc_cfg, enc, data, images, memo, progress, log))
         img, txt = emb["img"], emb["txt"]
         ans = _answers(cfg, data, emb["text_row"])
         vocab, y_true = ans.vocab, ans.eval.labels.numpy()
         d_img, d_txt, k = img.shape[1], txt.shape[1], len(vocab)
-        knobs = dict(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-                     warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, progress=progress)  # fmt: skip
 
         def new_head(inputs: str) -> FusionHead:
             set_seed(cfg.seed)  # the head's initialisation depends on the seed only
@@ -276,26 +287,31 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             "test"  # metrics, baseline_metrics and vqa_baselines; validation is not looked at
         )
         record.baseline_metrics = Metrics.from_dict(score(head))
-        stats = train_head(head, img, txt, ans.train, desc=f"{cfg.method} {cfg.fusion} s{cfg.seed}", **knobs)
+        # the fusion head and the two one-embedding baselines train together, on the same batches (train/fast.py)
+        singles = {name: new_head(inputs) for inputs, name in SINGLE_INPUT}
+        stats = train_heads([head, *singles.values()], img, txt, ans.train, epochs=cfg.epochs, lr=cfg.lr,
+                            batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
+                            max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, threads=HEAD_THREADS,
+                            progress=progress, desc=f"{cfg.method} {cfg.fusion} + 2 baselines s{cfg.seed}")  # fmt: skip
         with Timer() as t_eval:
             record.metrics = Metrics.from_dict(score(head))
 
         with Timer() as t_base:
-            baselines = _baselines(ans, y_true, ev.types, new_head, score, lambda h, name: train_head(
-                h, img, txt, ans.train, desc=name, **knobs))  # fmt: skip
+            baselines = _baselines(ans, y_true, ev.types, singles, score)
         record.extra["vqa_baselines"] = baselines
 
     record.params = _params(head, enc, metas, (d_img, d_txt), k, emb["tower_dims"], cfg)
     record.time = Time(
-        train_s=round(stats.train_s, 3),
+        train_s=round(stats.train_s, 3),  # the fusion head and both baselines, trained together
         eval_s=round(t_eval.seconds, 4),
         train_samples_per_s=round(stats.samples_per_s, 1),
         train_steps=stats.steps,
-        final_loss=stats.final_loss,
+        final_loss=stats.final_loss[0],
         lr=cfg.lr,
         extra={
             "encode_s": round(emb["encode_s"], 2) if fresh else 0.0,
-            "baselines_s": round(t_base.seconds, 2),
+            "baselines_s": round(t_base.seconds, 2),  # scoring them; their training is in train_s
+            "trained_together": ["fusion", *singles],
         },
     )
     record.memory = Memory(peak_rss_mb=round(mem.peak_mb, 1))
@@ -305,6 +321,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         "fusion": cfg.fusion,
         "hidden": cfg.hidden,
         "dropout": cfg.dropout,
+        "image_size": size.to_dict(),
         "encoded": emb["encoded"] if fresh else "reused from an earlier run in this process",
         "dual": emb["dual"],
     }
@@ -316,16 +333,18 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         record.artifacts.saved = _save(head, cfg, record, vocab, emb.get("projection"))
 
 
-def _baselines(ans: Answers, y_true, types, new_head, score, fit) -> dict:
+SINGLE_INPUT = (("question", "question_only"), ("image", "image_only"))  # FusionHead inputs -> baseline name
+HEAD_THREADS = 1  # see train/fast.py torch_threads
+
+
+def _baselines(ans: Answers, y_true, types, singles: dict, score) -> dict:
     """The honest context: the most frequent training answer, and the same recipe on one embedding only.
-    new_head(inputs) builds a head, fit(head, name) trains it, score(head) -> metrics on the eval questions."""
+    singles: {"question_only": head, "image_only": head}, trained; score(head) -> metrics on the eval questions."""
     vocab = ans.vocab
     majority = vocab.index(ans.counts.most_common(1)[0][0])
     out = {"majority": _short(vqa_metrics(y_true, np.full(len(y_true), majority), vocab, types))}
     out["majority"]["answer"] = vocab[majority]
-    for inputs, name in (("question", "question_only"), ("image", "image_only")):
-        h = new_head(inputs)
-        fit(h, name)
+    for name, h in singles.items():
         out[name] = _short(score(h))
         out[name]["trainable"] = sum(p.numel() for p in h.parameters())
     return out
@@ -365,6 +384,7 @@ def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str], pr
         "dropout": cfg.dropout,
         **vqa["dims"],
         "encoders": vqa["encoders"],
+        "image_size": vqa["image_size"]["pixels"],  # the side images were resized and centre-cropped to
         "load": "peftlab.tasks.vqa.heads.FusionHead(image, text, len(answers), fusion, hidden, dropout)"
         ".load_state_dict(safetensors.torch.load_file('head.safetensors')); `peftlab predict RUN_DIR` answers",
     }
