@@ -1,0 +1,126 @@
+"""A transformer classifier's step as ops, written once: embeddings, L blocks (post-norm BERT family, pre-norm ViT and
+CLIP), the head of each classifier class. Every layer is a `Site`; a method's adapter hook runs where it adapts one.
+
+`walk(g, arch, ctx)` records the forward (and, in training, backward) ops of blocks ctx.start .. ctx.stop-1, with the
+embeddings when start is 0 and the head when stop is the end. Per sample: T tokens (text, padded) or N+1 (images).
+"""
+
+from __future__ import annotations
+
+from peftlab.flops.graph import Act, Dim, Graph, Poly
+from peftlab.params.layers import EMB, HEAD, POOLER, Layer
+
+# How each classifier class reads its encoder (first token, mean over tokens, mean over patches) and what its head is.
+HEADS = {
+    "BertForSequenceClassification": "pooler",  # token 0 -> pooler dense + tanh -> dropout -> classifier
+    "RobertaForSequenceClassification": "first",  # token 0 -> dropout -> dense -> tanh -> dropout -> out_proj
+    "DistilBertForSequenceClassification": "first",  # token 0 -> pre_classifier -> ReLU -> dropout -> classifier
+    "MeanPoolForSequenceClassification": "mean",  # masked mean -> dropout -> classifier
+    "ViTForImageClassification": "first",  # final layernorm (every token) -> token 0 -> classifier
+    "CLIPForImageClassification": "mean",  # mean over the patch tokens -> classifier (post_layernorm unused)
+}
+
+
+def _block_layers(arch, i: int) -> dict[str, Layer]:
+    """Block i's layers by role (query, key, value, attn_out, ffn_in, ffn_out) and norms (norm1, norm2)."""
+    mine = [x for x in arch.layers if x.block == i and x.name.startswith(arch.blocks[i] + ".")]
+    out = {x.role: x for x in mine if x.role}
+    norms = [x for x in mine if x.kind == "norm"]
+    out["norm1"], out["norm2"] = norms[0], norms[1]
+    return out
+
+
+def _embeddings(g: Graph, arch, ctx) -> tuple[Act, Dim]:
+    """-> (the input of block 0, tokens per sample). Text: lookups, a norm, dropout (no products); with virtual tokens
+    (prompt / p-tuning) n more positions whose vectors train. Images: the patch conv, then class token + positions."""
+    emb = [x for x in arch.layers if x.component == EMB]
+    trains = any(ctx.trains(x) for x in emb if x.kind != "conv")
+    info = arch.info
+    with g.at(EMB):
+        if "image" not in info:  # text
+            tokens = ctx.tokens + ctx.effect.virtual_tokens
+            h = g.ew(g.data(), trains=trains, what="embeddings", numel=tokens.value * ctx.width)
+            if ctx.effect.encoder is not None:  # p-tuning / prefix projection: the encoder's products, n rows
+                prompts = ctx.effect.encoder(g, ctx.effect.virtual_tokens or ctx.effect.prefix_tokens)
+                if ctx.effect.virtual_tokens:
+                    h = g.ew(h, prompts)
+            elif ctx.effect.virtual_tokens:  # prompt tuning: trained vectors, concatenated
+                h = g.ew(h, trains=True)
+            return h, tokens
+        (ih, iw), (ph, pw) = ctx.image, info["patch"]
+        patches = (ih // ph) * (iw // pw)
+        conv = next(x for x in emb if x.kind == "conv")
+        site = ctx.site(conv, hw_in=(ih, iw), hw_out=(ih // ph, iw // pw))
+        x = ctx.run(g, site, g.data())
+        tokens = Dim.of(patches + 1)
+        return g.ew(x, trains=trains, what="embeddings", numel=tokens.value * ctx.width), tokens
+
+
+def _attention(g: Graph, arch, ctx, layers: dict, h: Act, tokens: Dim, i: int) -> Act:
+    info = arch.info
+    heads, A = info["heads"], layers["query"].out_features
+    q = ctx.run(g, ctx.site(layers["query"], rows=tokens), h)
+    k = ctx.run(g, ctx.site(layers["key"], rows=tokens), h)
+    v = ctx.run(g, ctx.site(layers["value"], rows=tokens), h)
+    tk = tokens
+    if ctx.effect.prefix_tokens:  # prefix tuning: n trained keys and values in front of the block's own
+        n = ctx.effect.prefix_tokens
+        k, v = g.ew(k, trains=True), g.ew(v, trains=True)
+        tk = tokens + n
+    with g.at("attention scores·values", i):
+        dropout = g.training and info.get("attention_dropout", 0.0) > 0
+        return g.attention(q, k, v, heads=heads, tq=tokens, tk=tk, d=A // heads, dropout=dropout,
+                           name=f"{arch.blocks[i]} attention")  # fmt: skip
+
+
+def _block(g: Graph, arch, ctx, i: int, h: Act, tokens: Dim) -> Act:
+    layers = _block_layers(arch, i)
+    t1, t2 = ctx.trains(layers["norm1"]), ctx.trains(layers["norm2"])
+    if arch.info.get("pre_norm"):  # ViT, CLIP: x + attn(norm1(x)); then + mlp(norm2(.))
+        a = _attention(g, arch, ctx, layers, g.ew(h, trains=t1, what="norm"), tokens, i)
+        h1 = g.ew(ctx.run(g, ctx.site(layers["attn_out"], rows=tokens), a), h, what="residual")
+        n2 = g.ew(h1, trains=t2, what="norm")
+        f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), n2), what="activation")
+        return g.ew(ctx.run(g, ctx.site(layers["ffn_out"], rows=tokens), f), h1, what="residual")
+    # BERT family: norm1(x + attn(x)); norm2(. + ffn(.))
+    a = _attention(g, arch, ctx, layers, h, tokens, i)
+    o = ctx.run(g, ctx.site(layers["attn_out"], rows=tokens), a)
+    h1 = g.ew(o, h, trains=t1, what="residual+norm")
+    f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), h1), what="activation")
+    o2 = ctx.run(g, ctx.site(layers["ffn_out"], rows=tokens), f)
+    return g.ew(o2, h1, trains=t2, what="residual+norm")
+
+
+def _head(g: Graph, arch, ctx, h: Act, tokens: Dim) -> Act:
+    """From the last block's output to the logits: pooled rows (1 per sample) through the head's linears."""
+    kind = HEADS[arch.model_class]
+    final = [x for x in arch.layers if x.kind == "norm" and x.block is None and x.component != EMB]
+    if arch.model_class == "ViTForImageClassification" and final:  # vit.layernorm on every token
+        h = g.ew(h, trains=ctx.trains(final[0]), what="norm")
+    pooled = g.ew(h, what=f"pool ({kind})", numel=Poly.of(ctx.width))  # (B, T, H) -> (B, H)
+    one = Dim.of(1)
+    for x in [
+        x for x in arch.layers if x.component in (POOLER, HEAD)
+    ]:  # in forward order: pooler, dense, out
+        pooled = g.ew(ctx.run(g, ctx.site(x, rows=one), pooled), what="activation")
+    return pooled
+
+
+def walk(g: Graph, arch, ctx) -> None:
+    """Record blocks ctx.start .. ctx.stop-1 (the embeddings first when start is 0, the head last when stop is L)."""
+    L = len(arch.blocks)
+    stop = L if ctx.stop is None else ctx.stop
+    if ctx.start == 0:
+        h, tokens = _embeddings(g, arch, ctx)
+    else:  # a cached block input: no gradient, the model's token count
+        tokens = ctx.tokens if "image" not in arch.info else _image_tokens(arch, ctx)
+        h = g.data(tokens.value * ctx.width)
+    for i in range(ctx.start, stop):
+        h = _block(g, arch, ctx, i, h, tokens)
+    if stop == L:
+        _head(g, arch, ctx, h, tokens)
+
+
+def _image_tokens(arch, ctx) -> Dim:
+    (ih, iw), (ph, pw) = ctx.image, arch.info["patch"]
+    return Dim.of((ih // ph) * (iw // pw) + 1)
