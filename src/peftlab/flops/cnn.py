@@ -29,7 +29,7 @@ def _recording(g: Graph, ctx, name: str, arch) -> bool:
     stop = len(blocks) if ctx.stop is None else ctx.stop
     if index is None:  # stem (before the blocks) or what follows them (final conv, head)
         after = any(x.name == name for x in arch.layers[_first_after(arch) :])
-        return stop == len(blocks) if after else ctx.start == 0
+        return ctx.head if after else ctx.start == 0
     return ctx.start <= index < stop
 
 
@@ -62,7 +62,7 @@ def walk_mobilenet(g: Graph, arch, ctx) -> None:
                 x = g.ew(x, trains=ctx.trains(layer), what="batchnorm")
                 if layer.name.endswith("reduce_1x1.normalization") and block is not None:
                     x = g.ew(x, block_in, what="residual")
-    if ctx.stop is None or ctx.stop == len(arch.blocks):
+    if ctx.head:
         _head(g, ctx, arch, x)
 
 
@@ -93,7 +93,7 @@ def walk_resnet(g: Graph, arch, ctx) -> None:
                 if name.endswith("embedder.embedder.normalization"):
                     hw = (out_side(hw[0], 3, 2), out_side(hw[1], 3, 2))  # max pool 3×3, stride 2
     x = _close(g, unit, x, unit_in, shortcut)
-    if ctx.stop is None or ctx.stop == len(arch.blocks):
+    if ctx.head:
         _head(g, ctx, arch, x)
 
 

@@ -229,6 +229,16 @@ class Graph:
         self.ops.append(Op(name, self.component, self.block, "bmm", Poly(), flops, f"{products} × 2×{m}×{k}×{n}",
                            per_step, (batch, m, k, n), (True, True)))  # fmt: skip
 
+    def rnn(self, *, rows: int, fan_in: int, hidden: int, gates: int, name: str) -> None:
+        """One direction of one recurrent layer, one fused kernel (oneDNN's LSTM on CPU): 2·rows·(in + h)·gates·h
+        forward; its backward forms every gradient, twice that. Once per step (a prompt encoder's n tokens)."""
+        if self.off:
+            return
+        fwd = Poly.of(2 * rows * (fan_in + hidden) * gates * hidden)
+        self.ops.append(Op(name, self.component, self.block, "rnn", fwd, fwd * (2 if self.training else 0),
+                           f"2×{rows}×({fan_in}+{hidden})×{gates}×{hidden}", True, (rows, fan_in, hidden, gates),
+                           (self.training, self.training)))  # fmt: skip
+
     def conv(self, x: Act, *, name: str, c_in: int, c_out: int, k: int, groups: int, hw_in: tuple[int, int],
              stride: int, hw_out: tuple[int, int], trains: bool = False, bias_trains: bool = False,
              comp: str | None = None) -> Act:  # fmt: skip

@@ -102,8 +102,8 @@ class Effect:
     trained: set[str] = field(default_factory=set)  # further layers whose own parameters train (norm copies)
     virtual_tokens: int = 0  # prompt / p-tuning: tokens put in front of the input's embeddings
     prefix_tokens: int = 0  # prefix tuning: keys and values put in front of every block's attention
-    # prompt encoder: (g, tokens per sample) -> the virtual tokens (Act); ops once per sample
-    encoder: Callable[[Graph, int], Act] | None = None
+    # prompt encoder: (g) -> the virtual tokens or the prefix keys/values (an Act that needs a gradient); its ops
+    encoder: Callable[[Graph], Act] | None = None
     per_step: Callable[[Graph], None] | None = (
         None  # ops once per forward, whatever the batch (AdaLoRA's regulariser)
     )

@@ -40,12 +40,12 @@ def _embeddings(g: Graph, arch, ctx) -> tuple[Act, Dim]:
         if "image" not in info:  # text
             tokens = ctx.tokens + ctx.effect.virtual_tokens
             h = g.ew(g.data(), trains=trains, what="embeddings", numel=tokens.value * ctx.width)
-            if ctx.effect.encoder is not None:  # p-tuning / prefix projection: the encoder's products, n rows
-                prompts = ctx.effect.encoder(g, ctx.effect.virtual_tokens or ctx.effect.prefix_tokens)
-                if ctx.effect.virtual_tokens:
+            effect = ctx.effect
+            if effect.virtual_tokens or effect.prefix_tokens:  # trained vectors, through an encoder or not
+                prompts = effect.encoder(g) if effect.encoder is not None else Act(True)
+                ctx.prefix = prompts if effect.prefix_tokens else None
+                if effect.virtual_tokens:  # in front of the input's embeddings
                     h = g.ew(h, prompts)
-            elif ctx.effect.virtual_tokens:  # prompt tuning: trained vectors, concatenated
-                h = g.ew(h, trains=True)
             return h, tokens
         (ih, iw), (ph, pw) = ctx.image, info["patch"]
         patches = (ih // ph) * (iw // pw)
@@ -65,7 +65,7 @@ def _attention(g: Graph, arch, ctx, layers: dict, h: Act, tokens: Dim, i: int) -
     tk = tokens
     if ctx.effect.prefix_tokens:  # prefix tuning: n trained keys and values in front of the block's own
         n = ctx.effect.prefix_tokens
-        k, v = g.ew(k, trains=True), g.ew(v, trains=True)
+        k, v = g.ew(k, ctx.prefix, what="concat"), g.ew(v, ctx.prefix, what="concat")
         tk = tokens + n
     with g.at("attention scores·values", i):
         dropout = g.training and info.get("attention_dropout", 0.0) > 0
@@ -107,17 +107,22 @@ def _head(g: Graph, arch, ctx, h: Act, tokens: Dim) -> Act:
 
 
 def walk(g: Graph, arch, ctx) -> None:
-    """Record blocks ctx.start .. ctx.stop-1 (the embeddings first when start is 0, the head last when stop is L)."""
+    """Record blocks ctx.start .. ctx.stop-1 (the embeddings first when start is 0, the head last unless a capture
+    pass stops at a block)."""
     L = len(arch.blocks)
     stop = L if ctx.stop is None else ctx.stop
     if ctx.start == 0:
         h, tokens = _embeddings(g, arch, ctx)
     else:  # a cached block input: no gradient, the model's token count
+        if arch.info.get("cache_entry") == "pre_norm":
+            # CLIP: the cache stubs the pre-layernorm, the module whose output enters block 0; the patch embedding
+            # before it still runs every step (forward only, its output unused)
+            _embeddings(g, arch, ctx)
         tokens = ctx.tokens if "image" not in arch.info else _image_tokens(arch, ctx)
         h = g.data(tokens.value * ctx.width)
     for i in range(ctx.start, stop):
         h = _block(g, arch, ctx, i, h, tokens)
-    if stop == L:
+    if ctx.head:
         _head(g, arch, ctx, h, tokens)
 
 

@@ -54,7 +54,7 @@ def classifier(config, num_labels: int):
     ]
     head = [linear("classifier", HEAD, H, num_labels)]
     info = attention_info(c.num_attention_heads, c.attention_dropout, pre_norm=True, image=(n, n), patch=(p, p),
-                          channels=c.num_channels)  # fmt: skip
+                          channels=c.num_channels, cache_entry="pre_norm")  # fmt: skip
     return transformer_arch(
         c.model_type, "CLIPForImageClassification", layers, head, notes, f"{prefix}.encoder.layers", info
     )
