@@ -59,7 +59,7 @@ def walk_mobilenet(g: Graph, arch, ctx) -> None:
             if layer.kind == "conv":
                 x, hw = _conv(g, ctx, layer, x, hw)
             else:  # BatchNorm (+ ReLU6); after a block's reduce conv, the residual add when shapes allow
-                x = g.ew(x, trains=ctx.trains(layer), what="batchnorm")
+                x = g.ew(x, trains=ctx.trains(layer), what="batchnorm", keep_in=True, keep_new=1)
                 if layer.name.endswith("reduce_1x1.normalization") and block is not None:
                     x = g.ew(x, block_in, what="residual")
     if ctx.head:
@@ -84,12 +84,12 @@ def walk_resnet(g: Graph, arch, ctx) -> None:
                     if layer.kind == "conv":
                         shortcut, _ = _conv(g, ctx, layer, unit_in, hw_in)
                     else:
-                        shortcut = g.ew(shortcut, trains=ctx.trains(layer), what="batchnorm")
+                        shortcut = g.ew(shortcut, trains=ctx.trains(layer), what="batchnorm", keep_in=True)
                     continue
             if layer.kind == "conv":
                 x, hw = _conv(g, ctx, layer, x, hw)
             else:
-                x = g.ew(x, trains=ctx.trains(layer), what="batchnorm")
+                x = g.ew(x, trains=ctx.trains(layer), what="batchnorm", keep_in=True, keep_new=1)
                 if name.endswith("embedder.embedder.normalization"):
                     hw = (out_side(hw[0], 3, 2), out_side(hw[1], 3, 2))  # max pool 3×3, stride 2
     x = _close(g, unit, x, unit_in, shortcut)

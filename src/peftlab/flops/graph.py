@@ -267,10 +267,8 @@ class Graph:
             probs = self.ew(scores, what="softmax")
             if scores.rg:
                 self.keep(f"{name} probabilities", probs)
-            if dropout:
-                probs = self.ew(probs, what="dropout")
-                if probs.rg or v.rg:
-                    self.keep(f"{name} dropout mask", probs)
+            if dropout:  # the mask is kept, and the dropped-out probabilities (p·v's left operand)
+                probs = self.ew(probs, what="dropout", keep_new=1)
             return self.matmul(probs, v, batch=heads, m=tq, k=tk, n=Dim.of(d), name=f"{name} p·v",
                                out_numel=heads * tq.value * d)  # fmt: skip
         rg = q.rg or k.rg or v.rg
@@ -287,14 +285,23 @@ class Graph:
                 self.keep(f"{name} q, k, v, out", t)
         return out
 
-    def ew(self, *xs: Act, trains: bool = False, what: str = "elementwise", numel: Poly | None = None) -> Act:
+    def ew(self, *xs: Act, trains: bool = False, what: str = "elementwise", numel: Poly | None = None,
+           keep_in: bool = False, keep_new: int = 0) -> Act:  # fmt: skip
         """Elementwise work (norms, activations, dropout, residual adds, scaling by a trained vector): no FLOPs counted;
-        the output needs a gradient when an input does or a parameter of it trains."""
+        the output needs a gradient when an input does or a parameter of it trains. For memory: `keep_in`, its input is
+        kept for the backward (a norm, GELU); `keep_new`, that many new tensors of the output's size are (dropout
+        masks, the sum a post-norm normalises)."""
         rg = any(x.rg for x in xs) or trains
         size = numel if numel is not None else xs[0].numel
         out = Act(rg, size, all(x.per_step for x in xs))
-        if not self.off:
-            self.elementwise.append((what, size, rg and self.training))
+        if self.off:
+            return out
+        self.elementwise.append((what, size, rg and self.training))
+        if rg and self.training:
+            if keep_in:
+                self.keep(f"{what} input", xs[0])
+            for i in range(keep_new):
+                self.saved.append(Saved(f"{what} ({i + 1})", size, 4, out.per_step))
         return out
 
     @staticmethod

@@ -46,8 +46,14 @@ class Walk:
     image: tuple[int, int] | None = None
     start: int = 0
     stop: int | None = None
+    training: bool = True
     head: bool = True  # what follows the blocks runs (False: a capture pass, stopped at block `stop`)
     prefix: Act | None = None  # prefix tuning: the trained keys and values every block's attention reads
+
+    @property
+    def dropout(self) -> int:
+        """1 when the blocks' hidden dropout runs (training, p > 0): a mask kept per dropout site."""
+        return int(self.training and self.arch.info.get("hidden_dropout", 0.0) > 0)
 
     @property
     def width(self) -> int:
@@ -84,7 +90,9 @@ def step_graph(arch: Arch, plan: Plan, effect: Effect, *, training: bool, image=
     weights, biases = trained_sets(arch, plan)
     if image is None and "image" in arch.info:
         image = tuple(arch.info["image"])
-    walk = Walk(arch, effect, weights, biases, TOKENS, image, start, stop, head=stop is None)
+    walk = Walk(
+        arch, effect, weights, biases, TOKENS, image, start, stop, training=training, head=stop is None
+    )
     walker(arch)(g, arch, walk)
     if training and effect.per_step is not None and start < len(arch.blocks) and stop is None:
         effect.per_step(g)

@@ -39,7 +39,8 @@ def _embeddings(g: Graph, arch, ctx) -> tuple[Act, Dim]:
     with g.at(EMB):
         if "image" not in info:  # text
             tokens = ctx.tokens + ctx.effect.virtual_tokens
-            h = g.ew(g.data(), trains=trains, what="embeddings", numel=tokens.value * ctx.width)
+            h = g.ew(g.data(), trains=trains, what="embeddings", numel=tokens.value * ctx.width,
+                     keep_new=1 + ctx.dropout)  # fmt: skip
             effect = ctx.effect
             if effect.virtual_tokens or effect.prefix_tokens:  # trained vectors, through an encoder or not
                 prompts = effect.encoder(g) if effect.encoder is not None else Act(True)
@@ -53,7 +54,8 @@ def _embeddings(g: Graph, arch, ctx) -> tuple[Act, Dim]:
         site = ctx.site(conv, hw_in=(ih, iw), hw_out=(ih // ph, iw // pw))
         x = ctx.run(g, site, g.data())
         tokens = Dim.of(patches + 1)
-        return g.ew(x, trains=trains, what="embeddings", numel=tokens.value * ctx.width), tokens
+        size = tokens.value * ctx.width
+        return g.ew(x, trains=trains, what="embeddings", numel=size, keep_new=ctx.dropout), tokens
 
 
 def _attention(g: Graph, arch, ctx, layers: dict, h: Act, tokens: Dim, i: int) -> Act:
@@ -77,18 +79,20 @@ def _block(g: Graph, arch, ctx, i: int, h: Act, tokens: Dim) -> Act:
     layers = _block_layers(arch, i)
     t1, t2 = ctx.trains(layers["norm1"]), ctx.trains(layers["norm2"])
     if arch.info.get("pre_norm"):  # ViT, CLIP: x + attn(norm1(x)); then + mlp(norm2(.))
-        a = _attention(g, arch, ctx, layers, g.ew(h, trains=t1, what="norm"), tokens, i)
-        h1 = g.ew(ctx.run(g, ctx.site(layers["attn_out"], rows=tokens), a), h, what="residual")
-        n2 = g.ew(h1, trains=t2, what="norm")
-        f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), n2), what="activation")
-        return g.ew(ctx.run(g, ctx.site(layers["ffn_out"], rows=tokens), f), h1, what="residual")
+        a = _attention(g, arch, ctx, layers, g.ew(h, trains=t1, what="norm", keep_in=True), tokens, i)
+        o = ctx.run(g, ctx.site(layers["attn_out"], rows=tokens), a)
+        h1 = g.ew(o, h, what="dropout+residual", keep_new=ctx.dropout)
+        n2 = g.ew(h1, trains=t2, what="norm", keep_in=True)
+        f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), n2), what="activation", keep_in=True)
+        o2 = ctx.run(g, ctx.site(layers["ffn_out"], rows=tokens), f)
+        return g.ew(o2, h1, what="dropout+residual", keep_new=ctx.dropout)
     # BERT family: norm1(x + attn(x)); norm2(. + ffn(.))
     a = _attention(g, arch, ctx, layers, h, tokens, i)
     o = ctx.run(g, ctx.site(layers["attn_out"], rows=tokens), a)
-    h1 = g.ew(o, h, trains=t1, what="residual+norm")
-    f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), h1), what="activation")
+    h1 = g.ew(o, h, trains=t1, what="dropout+residual+norm", keep_new=1 + ctx.dropout)
+    f = g.ew(ctx.run(g, ctx.site(layers["ffn_in"], rows=tokens), h1), what="activation", keep_in=True)
     o2 = ctx.run(g, ctx.site(layers["ffn_out"], rows=tokens), f)
-    return g.ew(o2, h1, trains=t2, what="residual+norm")
+    return g.ew(o2, h1, trains=t2, what="dropout+residual+norm", keep_new=1 + ctx.dropout)
 
 
 def _head(g: Graph, arch, ctx, h: Act, tokens: Dim) -> Act:
@@ -96,13 +100,13 @@ def _head(g: Graph, arch, ctx, h: Act, tokens: Dim) -> Act:
     kind = HEADS[arch.model_class]
     final = [x for x in arch.layers if x.kind == "norm" and x.block is None and x.component != EMB]
     if arch.model_class == "ViTForImageClassification" and final:  # vit.layernorm on every token
-        h = g.ew(h, trains=ctx.trains(final[0]), what="norm")
+        h = g.ew(h, trains=ctx.trains(final[0]), what="norm", keep_in=True)
     pooled = g.ew(h, what=f"pool ({kind})", numel=Poly.of(ctx.width))  # (B, T, H) -> (B, H)
     one = Dim.of(1)
     for x in [
         x for x in arch.layers if x.component in (POOLER, HEAD)
     ]:  # in forward order: pooler, dense, out
-        pooled = g.ew(ctx.run(g, ctx.site(x, rows=one), pooled), what="activation")
+        pooled = g.ew(ctx.run(g, ctx.site(x, rows=one), pooled), what="activation", keep_in=True)
     return pooled
 
 

@@ -263,7 +263,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
         y = site.base(g, x)
         name = site.layer.name
         with g.at(added.component, site.layer.block):
-            xd = g.ew(x, what="dropout") if knobs.dropout > 0 and g.training else x
+            xd = g.ew(x, what="dropout", keep_new=1) if knobs.dropout > 0 and g.training else x
             if site.conv:
                 delta = g.matmul(g.param(True), g.param(True), batch=1, m=site.fan_out, k=r,
                                  n=site.fan_in * site.kernel**2, per_step=True, name=f"{name} ΔW = B·(A⊙E)")  # fmt: skip

@@ -264,7 +264,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
             else:
                 xr = g.matmul(x, rot, batch=1, m=site.rows, k=n, n=n, name=f"{name} x·R")
                 y = site.base(g, xr)
-        return g.ew(y, trains=True, what="boft scale")
+        return g.ew(y, trains=True, what="boft scale", keep_in=True)
 
     return Effect(adapters=dict.fromkeys(added.layers, hook))
 

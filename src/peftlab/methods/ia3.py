@@ -158,8 +158,8 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
 
     def hook(g, site, x):
         if site.layer.name in ff:
-            return site.base(g, g.ew(x, trains=True, what="ia3 scale"))
-        return g.ew(site.base(g, x), trains=True, what="ia3 scale")
+            return site.base(g, g.ew(x, trains=True, what="ia3 scale", keep_in=True))
+        return g.ew(site.base(g, x), trains=True, what="ia3 scale", keep_in=True)
 
     return Effect(adapters=dict.fromkeys(layers, hook))
 

@@ -116,7 +116,7 @@ def lora_flops(arch, anat, knobs: Knobs, task: str, plan: Plan, *, dora: bool):
         y = site.base(g, x)
         name = site.layer.name
         with g.at(added.component, site.layer.block):
-            xd = g.ew(x, what="dropout") if dropout and g.training else x
+            xd = g.ew(x, what="dropout", keep_new=1) if dropout and g.training else x
             if dora:  # ΔW for ||W + s·ΔW|| per output: its product, no gradient
                 if site.conv:  # torch.mm(B.view(-1, r), A.view(r, -1)): (out, r) @ (r, in·k²)
                     a, w = g.param(True), g.param(True)

@@ -112,7 +112,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     def hook(g, site, x):
         y = site.base(g, x)
         with g.at(added.component, site.layer.block):
-            xd = g.ew(x, what="dropout") if knobs.dropout > 0 and g.training else x
+            xd = g.ew(x, what="dropout", keep_new=1) if knobs.dropout > 0 and g.training else x
             u = g.ew(
                 site.down(g, xd, r, name=f"{site.layer.name} x·Aᵀ", trains=False), trains=True, what="λ_d"
             )

@@ -45,7 +45,8 @@ def encoder(c, prefix: str, pooler: bool = False) -> Encoder:
         layers += transformer_block(f"{prefix}.encoder.layer.{i}", i, NAMES, H, F, A)
     if pooler:
         layers.append(linear(f"{prefix}.pooler.dense", POOLER, H, H))
-    info = attention_info(c.num_attention_heads, c.attention_probs_dropout_prob, pre_norm=False)
+    info = attention_info(c.num_attention_heads, c.attention_probs_dropout_prob, pre_norm=False,
+                          hidden_dropout=c.hidden_dropout_prob)  # fmt: skip
     return Encoder(layers, "encoder.layer", H, [attention_note(c.num_attention_heads, H)], info)
 
 

@@ -40,7 +40,7 @@ def encoder(c, prefix: str) -> Encoder:
     ]
     for i in range(c.n_layers):
         layers += transformer_block(f"{prefix}.transformer.layer.{i}", i, NAMES, H, F, A)
-    info = attention_info(c.n_heads, c.attention_dropout, pre_norm=False)
+    info = attention_info(c.n_heads, c.attention_dropout, pre_norm=False, hidden_dropout=c.dropout)
     return Encoder(layers, "transformer.layer", H, [attention_note(c.n_heads, H)], info)
 
 

@@ -65,6 +65,7 @@ def classifier(c, num_labels: int):
     ]
     head = [linear("classifier", HEAD, H, num_labels)]
     info = attention_info(c.num_attention_heads, c.attention_probs_dropout_prob, pre_norm=True,
+                          hidden_dropout=c.hidden_dropout_prob,
                           image=(ih, iw), patch=(ph, pw), channels=c.num_channels)  # fmt: skip
     return transformer_arch("vit", "ViTForImageClassification", layers, head, notes, "vit.layers", info)
 
