@@ -67,6 +67,8 @@ def _add_plan_flags(p: argparse.ArgumentParser) -> None:
                    "[default: --max-length, an upper bound]")  # fmt: skip
     p.add_argument("--accelerator", help="estimate for a named GPU from its datasheet peak instead of calibrating "
                    "this machine (h200, h100-sxm, h100-pcie, a100-80gb, a100-40gb, l4, a10, t4, v100-sxm2)")  # fmt: skip
+    p.add_argument("--calibration", help="a timing table made on another machine (its cache file): reproduce that "
+                   "machine's times; nothing is measured")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -172,7 +174,7 @@ def cmd_plan(args) -> int:
 
     cfg = config.load(_settings(args))
     set_threads(cfg)  # calibrate with the threads the run will use
-    ctx = default_context(args.accelerator)
+    ctx = default_context(args.accelerator, args.calibration)
     result = plan_run(cfg, ctx=ctx, num_labels=args.num_labels, **_plan_sizes(args))
     if ctx.calibration is not None:
         ctx.calibration.save()

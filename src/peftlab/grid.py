@@ -410,8 +410,8 @@ def plan_compare(args, *, train_size=None, eval_size=None, seq_length=None) -> d
     preflight(runs)
     if runs:
         set_threads(runs[0])
-    return plan_grid(runs, ctx=default_context(args.accelerator), train_size=train_size, eval_size=eval_size,
-                     seq_length=seq_length)  # fmt: skip
+    ctx = default_context(args.accelerator, args.calibration)
+    return plan_grid(runs, ctx=ctx, train_size=train_size, eval_size=eval_size, seq_length=seq_length)
 
 
 def run_compare(args) -> dict:

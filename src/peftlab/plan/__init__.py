@@ -228,17 +228,21 @@ def _machine(ctx: Context) -> dict:
         return {"accelerator": a.name, "estimate": True, "fp32_tflops": a.fp32_tflops,
                 "bandwidth_gbs": a.bandwidth_gbs, "source": a.source}  # fmt: skip
     cal = ctx.calibration
-    return {**cal.machine, "calibration": str(cal.path), "estimate": False}
+    where = "stored" if cal.stored else "this machine"
+    return {**cal.machine, "calibration": where, "estimate": False}
 
 
-def default_context(accelerator: str | None = None) -> Context:
-    """This machine's calibration (measured now where the cache lacks a shape), or an accelerator's specs."""
+def default_context(accelerator: str | None = None, calibration: str | None = None) -> Context:
+    """This machine's calibration (measured now where the cache lacks a shape), a stored one (`--calibration FILE`:
+    made on another machine, nothing measured), or an accelerator's specs."""
     if accelerator:
         from peftlab.plan.accelerators import accelerator as find
 
         return Context(accelerator=find(accelerator))
     from peftlab.plan.timing import Calibration
 
+    if calibration:
+        return Context(calibration=Calibration(path=calibration, stored=True))
     return Context(calibration=Calibration())
 
 

@@ -25,7 +25,8 @@ def _machine_line(m: dict) -> str:
         return (f"machine: {m['accelerator']} — an ESTIMATE from its datasheet peak ({m['fp32_tflops']} TFLOP/s fp32, "
                 f"{m['bandwidth_gbs']:,.0f} GB/s; {m['source']}), not a measurement")  # fmt: skip
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return (f"machine: {m['cpu']} ({m['threads']} torch threads{gpu}), calibrated here; torch {m['torch']}, "
+    where = "calibrated on this machine" if m.get("calibration") != "stored" else "a stored calibration of it"
+    return (f"machine: {m['cpu']} ({m['threads']} torch threads{gpu}), {where}; torch {m['torch']}, "
             f"transformers {m['transformers']}, peft {m['peft']}")  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from peftlab.flops.graph import Graph, Op, Poly
 
 CACHE_VERSION = 1
 LOOP_S = 0.002  # each timing is the best of 5 loops of about this long
-SIZES = tuple(2**i for i in range(10, 25, 2))  # elementwise work and the optimiser: values measured at
+SIZES = tuple(2**i for i in range(10, 23, 2))  # elementwise work and the optimiser: values measured at
 
 
 def machine() -> dict:
@@ -63,26 +63,39 @@ def bucket(x: int) -> int:
 class Calibration:
     """Timings of this machine by key ("linear|m,k,n|fwd" -> seconds), read from and written to the cache file."""
 
-    def __init__(self, *, path: Path | None = None, measure: bool = True):
+    def __init__(self, *, path: Path | None = None, measure: bool = True, stored: bool = False):
+        """path None: this machine's cache file. stored: `path` is a table made elsewhere (`--calibration FILE`): its
+        machine is the one reported, and nothing is measured (a shape it lacks is bad input)."""
         import torch
 
         self.machine = machine()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         digest = hashlib.sha1(json.dumps({**self.machine, "v": CACHE_VERSION}, sort_keys=True).encode())
-        self.path = path or _cache_dir() / f"{digest.hexdigest()[:16]}.json"
-        self.measure = measure  # False: unknown keys are errors (tests of the arithmetic)
+        self.path = Path(path) if path else _cache_dir() / f"{digest.hexdigest()[:16]}.json"
+        self.measure = measure and not stored
+        self.stored = stored
         self.table: dict[str, float] = {}
         self.new = 0  # keys measured by this process
         self.spent_s = 0.0  # seconds spent measuring
         try:
-            stored = json.loads(self.path.read_text())
-            if stored.get("machine") == self.machine:
-                self.table = stored.get("timings", {})
+            data = json.loads(self.path.read_text())
+            if stored or data.get("machine") == self.machine:
+                self.table = data.get("timings", {})
+                self.machine = data.get("machine", self.machine) if stored else self.machine
         except (OSError, ValueError):
-            pass
+            if stored:
+                from peftlab.errors import BadInput
+
+                raise BadInput(f"--calibration {path}: not a readable calibration file; leave the flag out to calibrate "
+                               "this machine") from None  # fmt: skip
 
     def get(self, key: str, run) -> float:
         if key not in self.table:
+            if self.stored:
+                from peftlab.errors import BadInput
+
+                raise BadInput(f"--calibration {self.path}: holds no timing for {key} (another shape or setting); "
+                               "leave the flag out to calibrate this machine")  # fmt: skip
             if not self.measure:
                 raise KeyError(key)
             t0 = time.perf_counter()
@@ -295,7 +308,7 @@ class Calibration:
         parts = ("fwd", "dx", "dw")
         if all(f"{key}|{p}" in self.table for p in parts):
             return tuple(self.table[f"{key}|{p}"] for p in parts)
-        values = run() if self.measure else (self.get(f"{key}|fwd", None),)
+        values = run() if self.measure else tuple(self.get(f"{key}|{p}", None) for p in parts)
         for p, v in zip(parts, values):
             self.get(f"{key}|{p}", lambda v=v: v)
         return tuple(values)
