@@ -8,9 +8,9 @@ temporary cache folder (PEFTLAB_CACHE); most tests plan for a named accelerator,
 import json
 
 import pytest
-from params.params_configs import BASE
 
 from checks import config_folder, folders
+from params.params_configs import BASE
 from peftlab.cli import main
 from peftlab.models import PACKAGED_MODELS
 
