@@ -69,6 +69,8 @@ def _add_plan_flags(p: argparse.ArgumentParser) -> None:
                    "this machine (h200, h100-sxm, h100-pcie, a100-80gb, a100-40gb, l4, a10, t4, v100-sxm2)")  # fmt: skip
     p.add_argument("--calibration", help="a timing table made on another machine (its cache file): reproduce that "
                    "machine's times; nothing is measured")  # fmt: skip
+    p.add_argument("--num-labels", type=int, default=None,
+                   help="classes of the head when the data cannot be read here [default: the data's, else 2]")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -305,7 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML file of settings (flags given here override it)")
     _add_plan_flags(p)
-    p.add_argument("--num-labels", type=int, default=None, help="classes of the head [default: 2]")
     p.add_argument("--json", action="store_true", help="print one JSON object: flops, time, memory, machine")
     _add_config_flags(p)
     _add_knob_flags(p)

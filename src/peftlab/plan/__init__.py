@@ -8,6 +8,7 @@ share a frozen-prefix cache; every run record stores `predicted_for_record(...)`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from peftlab.errors import BadInput
@@ -42,20 +43,23 @@ def _mean_tokens(steps) -> float:
 
 
 def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool) -> float:
+    """Seconds of g over these (batch, tokens) steps: each distinct shape costed once, times its count."""
     if not steps or g is None:
         return 0.0
+    shapes = Counter(steps)
     if ctx.accelerator is not None:
         from peftlab.plan.accelerators import estimate_seconds
 
-        return sum(estimate_seconds(ctx.accelerator, g, b, t, params) for b, t in steps)
+        return sum(n * estimate_seconds(ctx.accelerator, g, b, t, params) for (b, t), n in shapes.items())
     from peftlab.plan.timing import step_seconds
 
     cal = ctx.calibration
-    return sum(step_seconds(cal, g, b, t, optimizer_params=params, text=text)["total"] for b, t in steps)
+    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text)["total"]
+               for (b, t), n in shapes.items())  # fmt: skip
 
 
 def _flops(g, steps) -> int:
-    return sum(batch_flops(g, b, t) for b, t in steps) if g is not None else 0
+    return sum(n * batch_flops(g, b, t) for (b, t), n in Counter(steps).items()) if g is not None else 0
 
 
 def breakdown(fp: FlopPlan, tokens: int) -> list[dict]:
@@ -188,7 +192,7 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,
-        "steps_s": round(t_train, 3), "prefix_capture_s": round(t_cap_train + t_cap_eval, 3),
+        "steps_s": round(t_train, 3), "capture_train_s": round(t_cap_train, 3), "capture_eval_s": round(t_cap_eval, 3),
         "estimate": ctx.accelerator is not None,
     }  # fmt: skip
     data_bytes = _data_bytes(shapes) if builds.encodings else 0.0
@@ -246,7 +250,8 @@ def default_context(accelerator: str | None = None, calibration: str | None = No
     return Context(calibration=Calibration())
 
 
-def plan_grid(runs, *, ctx: Context | None = None, train_size=None, eval_size=None, seq_length=None) -> dict:
+def plan_grid(runs, *, ctx: Context | None = None, train_size=None, eval_size=None, seq_length=None,
+              num_labels=None) -> dict:  # fmt: skip
     """Every run of a grid in order, knowing what earlier runs leave behind (encodings per model and data, frozen
     prefix caches, the evaluation before training per seed), and the totals."""
     ctx = ctx or default_context()
@@ -267,7 +272,7 @@ def plan_grid(runs, *, ctx: Context | None = None, train_size=None, eval_size=No
             encodings=(data_key, "enc") not in seen,
             pre_eval=(data_key, "pre", cfg.seed) not in seen,
         )
-        p = plan_run(cfg, shapes=shapes_memo[data_key], ctx=ctx, builds=builds)
+        p = plan_run(cfg, shapes=shapes_memo[data_key], ctx=ctx, builds=builds, num_labels=num_labels)
         seen.add((data_key, "enc"))
         seen.add((data_key, "pre", cfg.seed))
         if p["flops"] and p["flops"]["cut_block"] is not None:

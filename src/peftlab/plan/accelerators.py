@@ -23,30 +23,29 @@ class Accelerator:
     bandwidth_gbs: float  # memory bandwidth, GB/s
     memory_gb: float
     source: str  # the datasheet the numbers come from
+    url: str = ""  # where it is published
 
 
-ACCELERATORS = {
-    a.name: a
-    for a in [
-        Accelerator("h200", 67.0, 494.7, 989.5, 4800.0, 141.0, "NVIDIA H200 Tensor Core GPU datasheet (SXM)"),
-        Accelerator(
-            "h100-sxm", 67.0, 494.7, 989.5, 3350.0, 80.0, "NVIDIA H100 Tensor Core GPU datasheet (SXM5)"
-        ),
-        Accelerator(
-            "h100-pcie", 51.0, 378.0, 756.0, 2000.0, 80.0, "NVIDIA H100 Tensor Core GPU datasheet (PCIe)"
-        ),
-        Accelerator(
-            "a100-80gb", 19.5, 156.0, 312.0, 2039.0, 80.0, "NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)"
-        ),
-        Accelerator(
-            "a100-40gb", 19.5, 156.0, 312.0, 1555.0, 40.0, "NVIDIA A100 Tensor Core GPU datasheet (40GB)"
-        ),
-        Accelerator("l4", 30.3, 60.0, 121.0, 300.0, 24.0, "NVIDIA L4 Tensor Core GPU datasheet"),
-        Accelerator("a10", 31.2, 62.5, 125.0, 600.0, 24.0, "NVIDIA A10 Tensor Core GPU datasheet"),
-        Accelerator("t4", 8.1, None, 65.0, 320.0, 16.0, "NVIDIA T4 Tensor Core GPU datasheet"),
-        Accelerator("v100-sxm2", 15.7, None, 125.0, 900.0, 32.0, "NVIDIA Tesla V100 GPU datasheet (SXM2)"),
-    ]
-}
+_SPECS = [  # name, fp32, tf32, bf16 (dense TFLOP/s), bandwidth GB/s, memory GB, datasheet, where it is published
+    ("h200", 67.0, 494.7, 989.5, 4800.0, 141.0, "NVIDIA H200 Tensor Core GPU datasheet (SXM)",
+     "https://www.nvidia.com/en-us/data-center/h200/"),
+    ("h100-sxm", 67.0, 494.7, 989.5, 3350.0, 80.0, "NVIDIA H100 Tensor Core GPU datasheet (SXM5)",
+     "https://www.nvidia.com/en-us/data-center/h100/"),
+    ("h100-pcie", 51.0, 378.0, 756.0, 2000.0, 80.0, "NVIDIA H100 Tensor Core GPU datasheet (PCIe)",
+     "https://www.nvidia.com/en-us/data-center/h100/"),
+    ("a100-80gb", 19.5, 156.0, 312.0, 2039.0, 80.0, "NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)", "A100"),
+    ("a100-40gb", 19.5, 156.0, 312.0, 1555.0, 40.0, "NVIDIA A100 Tensor Core GPU datasheet (40GB)", "A100"),
+    ("l4", 30.3, 60.0, 121.0, 300.0, 24.0, "NVIDIA L4 Tensor Core GPU datasheet",
+     "https://www.nvidia.com/en-us/data-center/l4/"),
+    ("a10", 31.2, 62.5, 125.0, 600.0, 24.0, "NVIDIA A10 Tensor Core GPU datasheet",
+     "https://www.nvidia.com/en-us/data-center/products/a10-gpu/"),
+    ("t4", 8.1, None, 65.0, 320.0, 16.0, "NVIDIA T4 Tensor Core GPU datasheet",
+     "https://www.nvidia.com/en-us/data-center/tesla-t4/"),
+    ("v100-sxm2", 15.7, None, 125.0, 900.0, 32.0, "NVIDIA Tesla V100 GPU datasheet (SXM2)",
+     "https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
+]  # fmt: skip
+_A100 = "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"
+ACCELERATORS = {s[0]: Accelerator(*s[:7], url=_A100 if s[7] == "A100" else s[7]) for s in _SPECS}
 LAUNCH_S = 10e-6  # per kernel: PyTorch's eager dispatch + launch on a GPU, about 10 µs
 
 

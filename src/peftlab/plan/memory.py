@@ -37,6 +37,7 @@ def parts(*, total_params: int, trainable: int, train_graph, eval_graph, train_s
         "prefix_cache": cache_bytes / MB,
         "runtime": RUNTIME_MB,
     }
+    train_steps, eval_steps = set(train_steps), set(eval_steps)  # distinct shapes
     if training and train_steps:
         acts = max(saved_bytes(train_graph, b, t) for b, t in train_steps)
         work = max(3 * _largest(train_graph, b, t) for b, t in train_steps)

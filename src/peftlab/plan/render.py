@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from peftlab.params.table import _wrap
 from peftlab.report.fmt import fmt_seconds as seconds_text
 
@@ -46,11 +48,11 @@ def run_text(p: dict) -> str:
     if f is None:
         lines += ["", *p["notes"]]
         return "\n".join(lines)
-    at = f"T = {f['tokens']} tokens" if f["tokens"] is not None else "this image size"
-    lines += [
-        "",
-        f"FLOPs per sample at {at} (forward formula with T = tokens per sample; backward as counted)",
-    ]
+    if f["tokens"] is not None:
+        lines += ["", f"FLOPs per sample at T = {f['tokens']} tokens (the mean padded length; formulas in T, the "
+                      "tokens of a sample)"]  # fmt: skip
+    else:
+        lines += ["", "FLOPs per sample at this image size (formulas: output positions × channels × kernel)"]
     w = max(len(r["component"]) for r in f["breakdown"] + [{"component": "component"}])
     head = f"{'component':<{w}}  {'train fwd':>10}  {'train bwd':>10}  {'eval fwd':>10}  formula"
     lines += [head, "-" * len(head)]
@@ -75,8 +77,13 @@ def run_text(p: dict) -> str:
                  f"{flops_text(f['train_per_sample'])} per training sample")  # fmt: skip
     t, m = p["time"], p["memory"]
     label = "ESTIMATE" if t["estimate"] else "predicted"
-    lines += ["", f"time ({label}): train {seconds_text(t['train_s'])} (steps {seconds_text(t['steps_s'])}, "
-                  f"frozen-prefix capture {seconds_text(t['prefix_capture_s'])}), eval {seconds_text(t['eval_s'])}"]  # fmt: skip
+    time = f"time ({label}): train {seconds_text(t['train_s'])}"
+    if t["capture_train_s"]:
+        time += f" (steps {seconds_text(t['steps_s'])}, capturing the frozen prefix {seconds_text(t['capture_train_s'])})"
+    time += f", eval {seconds_text(t['eval_s'])}"
+    if t["capture_eval_s"]:
+        time += f" (capturing the frozen prefix {seconds_text(t['capture_eval_s'])})"
+    lines += ["", time]
     parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in m["parts"].items() if v >= 0.5)
     lines.append(f"memory (predicted): peak {m['peak_mb']:,.0f} MiB above the process's level ({parts})")
     lines += [f"note: {n}" for n in p["notes"]]
@@ -85,22 +92,23 @@ def run_text(p: dict) -> str:
 
 def grid_text(g: dict) -> str:
     lines = [_machine_line(g["machine"]), ""]
-    head = f"{'#':>3}  {'model':<20} {'dataset':<16} {'method':<18} {'seed':>4}  {'FLOPs':>12}  {'train':>9}  " \
+    head = f"{'#':>3}  {'model':<26} {'dataset':<20} {'method':<18} {'seed':>4}  {'FLOPs':>12}  {'train':>9}  " \
            f"{'eval':>9}  {'peak MiB':>9}"  # fmt: skip
     lines += [head, "-" * len(head)]
     for i, p in enumerate(g["runs"], 1):
-        model = p["model"][-20:]
+        model = Path(p["model"]).name[:26]
         if p["flops"] is None:
-            lines.append(f"{i:>3}  {model:<20} {p['dataset'][:16]:<16} {p['label'][:18]:<18} {p['seed']:>4}  "
+            lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:18]:<18} {p['seed']:>4}  "
                          f"{p['notes'][-1]}")  # fmt: skip
             continue
         t = p["time"]
-        lines.append(f"{i:>3}  {model:<20} {p['dataset'][:16]:<16} {p['label'][:18]:<18} {p['seed']:>4}  "
+        lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:18]:<18} {p['seed']:>4}  "
                      f"{flops_text(p['flops']['total']):>12}  {seconds_text(t['train_s']):>9}  "
                      f"{seconds_text(t['eval_s']):>9}  {p['memory']['peak_mb']:>9,.0f}")  # fmt: skip
     tot = g["total"]
     lines.append("-" * len(head))
-    lines.append(f"{'':>3}  {'total':<20} {tot['runs']} runs ({tot['predicted']} predicted){'':<10}"
+    runs = f"{tot['runs']} runs ({tot['predicted']} predicted)"
+    lines.append(f"{'':>3}  {'total':<26} {runs:<45}"
                  f"{flops_text(tot['flops']):>12}  {seconds_text(tot['train_s']):>9}  {seconds_text(tot['eval_s']):>9}"
                  f"  {tot['peak_mb'] or 0:>9,.0f}")  # fmt: skip
     if g["machine"].get("accelerator"):
