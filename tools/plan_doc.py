@@ -125,7 +125,8 @@ Not modelled: loading the model and data, tokenizing, process start-up, and a ma
 
 For a named GPU (`--accelerator`), each kernel takes the longer of its FLOPs at the fp32 peak (peftlab trains in fp32
 and PyTorch's default matmul does not use TF32) and its bytes at the memory bandwidth, plus 10 µs of launch overhead;
-the optimiser moves its 7 arrays at bandwidth. Every such time is printed as an ESTIMATE from the datasheet:
+the optimiser moves its 7 arrays at bandwidth. Every such time is printed as an ESTIMATE from the datasheet, and it
+is a lower bound: eager PyTorch reaches a fraction of the peak (often 40-80% on large fp32 matmuls, less on small ones).
 
 ACCELERATOR_TABLE
 

@@ -92,17 +92,17 @@ def run_text(p: dict) -> str:
 
 def grid_text(g: dict) -> str:
     lines = [_machine_line(g["machine"]), ""]
-    head = f"{'#':>3}  {'model':<26} {'dataset':<20} {'method':<18} {'seed':>4}  {'FLOPs':>12}  {'train':>9}  " \
+    head = f"{'#':>3}  {'model':<26} {'dataset':<20} {'method':<24} {'seed':>4}  {'FLOPs':>12}  {'train':>9}  " \
            f"{'eval':>9}  {'peak MiB':>9}"  # fmt: skip
     lines += [head, "-" * len(head)]
     for i, p in enumerate(g["runs"], 1):
         model = Path(p["model"]).name[:26]
         if p["flops"] is None:
-            lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:18]:<18} {p['seed']:>4}  "
+            lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:24]:<24} {p['seed']:>4}  "
                          f"{p['notes'][-1]}")  # fmt: skip
             continue
         t = p["time"]
-        lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:18]:<18} {p['seed']:>4}  "
+        lines.append(f"{i:>3}  {model:<26} {p['dataset'][:20]:<20} {p['label'][:24]:<24} {p['seed']:>4}  "
                      f"{flops_text(p['flops']['total']):>12}  {seconds_text(t['train_s']):>9}  "
                      f"{seconds_text(t['eval_s']):>9}  {p['memory']['peak_mb']:>9,.0f}")  # fmt: skip
     tot = g["total"]
