@@ -59,6 +59,20 @@ def _add_knob_flags(p: argparse.ArgumentParser) -> None:
                       f.metadata["help"])  # fmt: skip
 
 
+def _add_plan_flags(p: argparse.ArgumentParser) -> None:
+    """What a plan needs when the data cannot be read here, and where to plan for."""
+    p.add_argument("--train-size", help="training examples, for a hub dataset not downloaded here")
+    p.add_argument("--eval-size", help="test examples, for a hub dataset not downloaded here")
+    p.add_argument("--seq-length", help="text: tokens per text when the texts cannot be read here "
+                   "[default: --max-length, an upper bound]")  # fmt: skip
+    p.add_argument("--accelerator", help="estimate for a named GPU from its datasheet peak instead of calibrating "
+                   "this machine (h200, h100-sxm, h100-pcie, a100-80gb, a100-40gb, l4, a10, t4, v100-sxm2)")  # fmt: skip
+    p.add_argument("--calibration", help="a timing table made on another machine (its cache file): reproduce that "
+                   "machine's times; nothing is measured")  # fmt: skip
+    p.add_argument("--num-labels", type=int, default=None,
+                   help="classes of the head when the data cannot be read here [default: the data's, else 2]")  # fmt: skip
+
+
 def _settings(args: argparse.Namespace) -> dict:
     """Defaults < YAML file (--config) < flags given on the command line."""
     merged = load_yaml(args.config) if getattr(args, "config", None) else {}
@@ -138,6 +152,41 @@ def cmd_params(args) -> int:
     return 0
 
 
+def _plan_sizes(args) -> dict:
+    """--train-size / --eval-size / --seq-length as whole numbers >= 1 (None when not given)."""
+    out = {}
+    for name in ("train_size", "eval_size", "seq_length"):
+        value = getattr(args, name, None)
+        if value is None:
+            out[name] = None
+            continue
+        try:
+            out[name] = int(value)
+        except ValueError:
+            out[name] = 0
+        if out[name] < 1:
+            raise BadInput(f"--{name.replace('_', '-')} {value!r}: give a whole number >= 1")
+    return out
+
+
+def cmd_plan(args) -> int:
+    from peftlab.plan import default_context, plan_run
+    from peftlab.plan.render import run_text
+    from peftlab.run import set_threads
+
+    cfg = config.load(_settings(args))
+    set_threads(cfg)  # calibrate with the threads the run will use
+    ctx = default_context(args.accelerator, args.calibration)
+    result = plan_run(cfg, ctx=ctx, num_labels=args.num_labels, **_plan_sizes(args))
+    if ctx.calibration is not None:
+        ctx.calibration.save()
+    if args.json:
+        _print_json(result)
+    else:
+        print(run_text(result))
+    return 0
+
+
 def cmd_tune(args) -> int:
     from peftlab.tune import tune
 
@@ -178,8 +227,17 @@ def _trials(value) -> int:
 
 
 def cmd_compare(args) -> int:
-    from peftlab.grid import run_compare
+    from peftlab.grid import plan_compare, run_compare
 
+    if args.plan:
+        result = plan_compare(args, **_plan_sizes(args))
+        if args.json:
+            _print_json(result)
+        else:
+            from peftlab.plan.render import grid_text
+
+            print(grid_text(result))
+        return 0
     summary = run_compare(args)
     if args.json:
         _print_json(summary)
@@ -277,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser(
+        "plan", help="a run's FLOPs, time and peak memory, predicted before it starts (nothing trains)"
+    )
+    p.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    _add_plan_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object: flops, time, memory, machine")
+    _add_config_flags(p)
+    _add_knob_flags(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
         "tune", help="tune one model x dataset x method on the validation split (Optuna), then say the best"
     )
     p.add_argument("--config", help="YAML file of settings (flags given here override it)")
@@ -319,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fusions", help="vqa: comma-separated fusion heads to grid over (concat,product,concat-product)"
     )
+    p.add_argument("--plan", action="store_true",
+                   help="predict every run's FLOPs, time and peak memory and the totals; train nothing")  # fmt: skip
+    _add_plan_flags(p)
     p.add_argument(
         "--resume", action="store_true", help="skip runs that already succeeded with the same settings"
     )

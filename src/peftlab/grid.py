@@ -402,6 +402,24 @@ def with_tuned(runs: list[RunConfig], trials: int, out: Path, *, memo: dict, pro
     return out_runs, tuning
 
 
+def plan_compare(args, *, train_size=None, eval_size=None, seq_length=None) -> dict:
+    """`compare --plan`: the grid's runs expanded and checked as compare does, each planned (plan/), nothing trained."""
+    from peftlab.plan import default_context, plan_grid
+    from peftlab.run import set_threads
+
+    suite = suite_from_args(args)
+    suite.pop("out", None)
+    if suite.get("tune") is not None:
+        raise BadInput("compare --plan plans the grid as given; drop --tune (tuning trials are not planned)")
+    runs = expand({**suite, "out": "peftlab-compare"})
+    preflight(runs)
+    if runs:
+        set_threads(runs[0])
+    ctx = default_context(args.accelerator, args.calibration)
+    return plan_grid(runs, ctx=ctx, train_size=train_size, eval_size=eval_size, seq_length=seq_length,
+                     num_labels=args.num_labels)  # fmt: skip
+
+
 def run_compare(args) -> dict:
     suite = suite_from_args(args)
     out = Path(suite.pop("out", None) or "peftlab-compare")

@@ -90,7 +90,33 @@ class Time(Section):
 @dataclass
 class Memory(Section):
     peak_rss_mb: float | None = None  # the process's peak resident memory while the run ran (MiB)
+    # the run's own peak: the process's peak above its level when the run began (after freed memory was released),
+    # so Python, torch and what earlier runs of a grid keep (data, encodings, caches) are not counted (MiB)
+    run_peak_mb: float | None = _omit()
+    start_rss_mb: float | None = _omit()  # the process's level when the run began (MiB)
+    cuda_peak_mb: float | None = (
+        _omit()
+    )  # on a GPU: torch's allocator peak above its level at the start (MiB)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def own_mb(self) -> float | None:
+        """What the run itself cost: run_peak_mb, or the process peak for records from before it existed."""
+        return self.run_peak_mb if self.run_peak_mb is not None else self.peak_rss_mb
+
+
+@dataclass
+class Predicted(Section):
+    """What `peftlab plan` predicts for the run from its config, data shapes and this machine's calibration (plan/),
+    kept beside the measured time and memory; None where the family or method has no FLOP formula yet."""
+
+    train_s: float | None = None  # compare with time.train_s
+    eval_s: float | None = None  # compare with time.eval_s
+    peak_mb: float | None = None  # the run's own peak: compare with memory.run_peak_mb
+    flops: int | None = None  # every FLOP of the run: training steps, frozen-prefix capture, evaluation
+    extra: dict = field(
+        default_factory=dict
+    )  # flops_train_per_sample, machine ("calibrated" | "estimate"), note
 
 
 @dataclass
@@ -139,6 +165,7 @@ class Record(Section):
     time: Time | None = None
     memory: Memory | None = None
     data: Data | None = None
+    predicted: Predicted | None = _omit()  # plan/: predicted time, memory and FLOPs (records since the plan)
     env: dict = field(default_factory=dict)  # versions, git commit, machine (run.environment())
     artifacts: Artifacts = field(default_factory=Artifacts)
     traceback: str | None = _omit()  # failed runs: kept in the store, left out of --json
@@ -151,6 +178,7 @@ class Record(Section):
         "time": Time,
         "memory": Memory,
         "data": Data,
+        "predicted": Predicted,
         "artifacts": Artifacts,
     }
 
@@ -245,4 +273,4 @@ def as_record(r) -> Record:
     return r if isinstance(r, Record) else Record.from_dict(r)
 
 
-__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Params", "Record", "Time", "as_record"]
+__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Params", "Predicted", "Record", "Time", "as_record"]

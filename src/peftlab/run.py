@@ -45,14 +45,7 @@ def environment() -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return {
         "peftlab": __version__,
         "python": platform.python_version(),
@@ -67,6 +60,17 @@ def environment() -> dict:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def set_threads(cfg: RunConfig) -> None:

@@ -49,6 +49,9 @@ class Method:
     summary: Callable | None = (
         None  # (model) -> dict: what training decided (AdaLoRA's ranks) -> record "method_state"
     )
+    # (arch, anat, knobs, task, plan) -> flops.sites.Effect: the products its adapters add (LoRA's A and B, a prompt
+    # encoder, virtual tokens); None for methods that only choose what trains (flops/ counts those from the plan)
+    flops: Callable | None = None
 
     @property
     def prefix(self) -> str:

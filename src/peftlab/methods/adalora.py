@@ -245,12 +245,54 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """AdaLoRA's products (peft/tuners/adalora/layer.py, model.py): on a Linear, x @ (A⊙E)ᵀ @ Bᵀ as two trained
+    products (in -> r, r -> out); on a Conv2d, ΔW = B @ (A⊙E) each forward (out×r×in·k², both trained), then ΔW as a
+    conv of the layer's shape. Each training step adds the orthogonality regulariser: A·Aᵀ (r×in×r) and Bᵀ·B
+    (r×out×r) per layer, both operands trained. Ranks pruned during training mask E: the shapes, and so the FLOPs,
+    stay those of init_r."""
+    from peftlab.flops import Effect
+    from peftlab.flops.graph import Dim
+
+    added = next((a for a in plan.added if a.component.startswith(ADALORA)), None)
+    if added is None:
+        return Effect()
+    r, by_name = knobs.init_r, {x.name: x for x in arch.layers}
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        name = site.layer.name
+        with g.at(added.component, site.layer.block):
+            xd = g.ew(x, what="dropout", keep_new=1) if knobs.dropout > 0 and g.training else x
+            if site.conv:
+                delta = g.matmul(g.param(True), g.param(True), batch=1, m=site.fan_out, k=r,
+                                 n=site.fan_in * site.kernel**2, per_step=True, name=f"{name} ΔW = B·(A⊙E)")  # fmt: skip
+                v = site.same(g, xd, name=f"{name} ΔW conv", trains=delta.rg)
+            else:
+                v = site.up(g, site.down(g, xd, r, name=f"{name} x·(A⊙E)ᵀ", trains=True), r,
+                            name=f"{name} ·Bᵀ", trains=True)  # fmt: skip
+        return g.ew(y, v, what="adalora add")
+
+    def regulariser(g) -> None:
+        with g.at(f"{added.component}: orthogonality regulariser"):
+            for name in added.layers:
+                x = by_name[name]
+                width = x.in_features * (x.shape[2] * x.shape[3] if x.kind == "conv" else 1)
+                for what, k in (("A·Aᵀ", width), ("Bᵀ·B", x.out_features)):
+                    p = g.param(True)
+                    g.matmul(p, p, batch=1, m=Dim.of(r), k=Dim.of(k), n=Dim.of(r), per_step=True,
+                             name=f"{name} {what}")  # fmt: skip
+
+    return Effect(adapters=dict.fromkeys(added.layers, hook), per_step=regulariser)
+
+
 METHOD = Method(
     name="adalora",
     trains="AdaLoRA P (r x in), Λ (r), Q (out x r) on the target modules, rank budget pruned while training + the head",
     default_lr=8e-4,  # the AdaLoRA authors' GLUE SST-2 script (QingruZhang/AdaLoRA NLU/scripts/run_debertav3_sst2.sh)
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     after_step=after_step,
     summary=summary,

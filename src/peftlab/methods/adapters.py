@@ -74,7 +74,9 @@ def per_layer(component: str, layers, term, markers: tuple[str, ...]):
     """One `Added` breakdown line: term(layer) -> (expression, count) for each adapted layer, merged by render.py."""
     from peftlab.params.plan import Added
 
-    return Added(component, [(x.block, *term(x)) for x in layers], markers)
+    return Added(
+        component, [(x.block, *term(x)) for x in layers], markers, layers=tuple(x.name for x in layers)
+    )
 
 
 def linear_only(names: list[str], is_conv: Callable[[str], bool], knob_flag: str, method: str) -> None:

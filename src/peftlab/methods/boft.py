@@ -231,6 +231,44 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """BOFT's products (peft/tuners/boft/layer.py), every forward, on a layer of input width n (in·k² for a conv):
+    the F·B blocks' Cayley transform by a solve (not a matmul: 0 forward; its backward forms one batched b×b product);
+    the block-diagonal matrices permuted, Pᵀ·(diag)·P as two batched n×n products over the F factors; the F factors
+    chained (F-1 products n×n×n) and applied to the identity (n×n×n). A Linear then rotates its input (rows·n·n,
+    trained) into its own product; a Conv2d rotates its weight (n×n×out) and convolves with it (its weight trains)."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(BOFT_R)), None)
+    if added is None:
+        return Effect()
+    by_name = {x.name: x for x in arch.layers}
+    width = {name: n for name, n, _k, _g in sites_of_layers([by_name[n] for n in added.layers])}
+    f = knobs.n_butterfly_factor
+
+    def hook(g, site, x):
+        name, n = site.layer.name, width[site.layer.name]
+        num, b = block(n, knobs)
+        with g.at(added.component, site.layer.block):
+            g.backward_only(batch=f * num, m=b, k=b, n=b, products=1, name=f"{name} Cayley solve backward")
+            diag, perm = g.param(True), g.param(False)
+            m = g.matmul(diag, perm, batch=f, m=n, k=n, n=n, per_step=True, name=f"{name} diag·Pᵀ")
+            m = g.matmul(perm, m, batch=f, m=n, k=n, n=n, per_step=True, name=f"{name} P·(diag·Pᵀ)")
+            for i in range(1, f):
+                m = g.matmul(m, m, batch=1, m=n, k=n, n=n, per_step=True, name=f"{name} factor {i + 1}")
+            rot = g.matmul(m, g.param(False), batch=1, m=n, k=n, n=n, per_step=True, name=f"{name} R·I")
+            if site.conv:  # the weight rotated: R (n × n) · Wᵀ (n × out), then the conv with it
+                w = g.matmul(rot, g.param(False), batch=1, m=n, k=n, n=site.fan_out, per_step=True,
+                             name=f"{name} R·Wᵀ")  # fmt: skip
+                y = site.same(g, x, name=name, trains=w.rg, bias_trains=site.bias_trains)
+            else:
+                xr = g.matmul(x, rot, batch=1, m=site.rows, k=n, n=n, name=f"{name} x·R")
+                y = site.base(g, xr)
+        return g.ew(y, trains=True, what="boft scale", keep_in=True)
+
+    return Effect(adapters=dict.fromkeys(added.layers, hook))
+
+
 METHOD = Method(
     name="boft",
     trains="butterfly products of block-diagonal orthogonal rotations of each target's weight + output scales + head",
@@ -239,6 +277,7 @@ METHOD = Method(
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Liu et al. 2024, Parameter-Efficient Orthogonal Finetuning via Butterfly Factorization, arXiv:2311.06243",
     limits="grouped or depthwise convs; --boft-block-size × --boft-block-num must equal each target's input width, and with --boft-n-butterfly-factor F > 1 the block count must be a multiple of 2^(F-1) (the message lists values that fit).",

@@ -21,12 +21,17 @@ def plan(arch, anat, knobs: lora.Knobs, task: str):
     return lora.lora_plan(arch, anat, knobs, task, dora=True)
 
 
+def flops(arch, anat, knobs: lora.Knobs, task: str, plan):
+    return lora.lora_flops(arch, anat, knobs, task, plan, dora=True)
+
+
 METHOD = Method(
     name="dora",
     trains="LoRA A and B on the target modules + one magnitude per output feature of each + the head",
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=lora.Knobs,
     knob_prefix=lora.PREFIX,
     paper="Liu et al. 2024, DoRA: Weight-Decomposed Low-Rank Adaptation, arXiv:2402.09353",

@@ -117,6 +117,26 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """FourierFT's products (peft/tuners/fourierft/layer.py): ΔW = Re(IFFT2(spectrum placed at its frequencies)) ·
+    scaling, built every forward, then x·ΔWᵀ, a product of the layer's own shape whose weight trains. The inverse FFT
+    is not a matmul and counts 0 here, as in FlopCounterMode (≈ 5·out·in·log2(out·in) real operations)."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(SPECTRUM)), None)
+    if added is None:
+        return Effect()
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        with g.at(added.component, site.layer.block):
+            v = site.same(g, x, name=f"{site.layer.name} x·ΔWᵀ", trains=True)
+        return g.ew(y, v, what="fourierft add")
+
+    note = "FourierFT: the inverse 2-D FFT that builds each ΔW is not a matmul and is not counted"
+    return Effect(adapters=dict.fromkeys(added.layers, hook), notes=[note])
+
+
 METHOD = Method(
     name="fourierft",
     trains="FourierFT spectral coefficients (n_frequency per target Linear) + the head (modules_to_save)",
@@ -125,6 +145,7 @@ METHOD = Method(
     default_lr=6e-3,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     kinds=("transformer",),  # PEFT's FourierFT has no Conv2d layer: no CNN can take it
     paper="Gao et al. 2024, Parameter-Efficient Fine-Tuning with Discrete Fourier Transform, arXiv:2405.03003",

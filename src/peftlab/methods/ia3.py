@@ -147,6 +147,23 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """(IA)³ adds no products: a trained vector scales the layer's input (feed-forward: the layer's product then always
+    computes its input's gradient) or its output (peft/tuners/ia3/layer.py)."""
+    from peftlab.flops import Effect
+
+    _, feedforward = resolve(anat, knobs)
+    ff = set(feedforward)
+    layers = [n for a in plan.added for n in a.layers]
+
+    def hook(g, site, x):
+        if site.layer.name in ff:
+            return site.base(g, g.ew(x, trains=True, what="ia3 scale", keep_in=True))
+        return g.ew(site.base(g, x), trains=True, what="ia3 scale", keep_in=True)
+
+    return Effect(adapters=dict.fromkeys(layers, hook))
+
+
 METHOD = Method(
     name="ia3",
     trains="(IA)³ vectors rescaling each target's output (input on feed-forward layers) + the head (modules_to_save)",
@@ -154,6 +171,7 @@ METHOD = Method(
     default_lr=3e-3,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context Learning, "
     "arXiv:2205.05638",

@@ -102,6 +102,46 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """LoHa's products (peft/tuners/loha/layer.py): ΔW = (w1_a·w1_b) ⊙ (w2_a·w2_b) every forward, two out×r×in'
+    products (in' = in/g·k² on a conv); its hand-written backward recomputes both and forms the four factor gradients:
+    six more. Then ΔW as a product of the layer's own shape, its weight trained. module_dropout > 0 skips the update
+    on that share of training steps: the counts are then an upper bound."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(LOHA)), None)
+    if added is None:
+        return Effect()
+    if knobs.use_effective_conv2d and any(
+        x.kind == "conv" and x.shape[2] * x.shape[3] > 1 for x in arch.layers if x.name in added.layers
+    ):
+        return Effect(
+            unsupported="no FLOP formula for LoHa's use_effective_conv2d (CP cores built by einsum)"
+        )
+    r = knobs.r
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        name = site.layer.name
+        with g.at(added.component, site.layer.block):
+            width = site.fan_in // site.groups * site.kernel**2
+            for pair in (
+                "w1_a·w1_b",
+                "w2_a·w2_b",
+            ):  # inside HadaWeight.forward: no autograd backward of their own
+                g.matmul(g.param(True), g.param(True), batch=1, m=site.fan_out, k=r, n=width, per_step=True,
+                         grad=False, name=f"{name} {pair}")  # fmt: skip
+            # HadaWeight.backward: both products again, then the four factor gradients
+            g.backward_only(batch=1, m=site.fan_out, k=r, n=width, products=6, name=f"{name} ΔW backward")
+            v = site.same(g, x, name=f"{name} x·ΔWᵀ", trains=True)
+        return g.ew(y, v, what="loha add")
+
+    notes = (
+        [] if knobs.module_dropout == 0 else ["LoHa module_dropout: counted as if the update ran every step"]
+    )
+    return Effect(adapters=dict.fromkeys(added.layers, hook), notes=notes)
+
+
 METHOD = Method(
     name="loha",
     trains="LoHa: two low-rank pairs per target, their products multiplied elementwise (Hadamard) + the head",
@@ -109,6 +149,7 @@ METHOD = Method(
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Hyeon-Woo et al. 2021, FedPara: Low-Rank Hadamard Product for Communication-Efficient Federated "
     "Learning, arXiv:2108.06098",

@@ -147,6 +147,54 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """LoKr's products (peft/tuners/lokr/layer.py): ΔW = W1 ⊗ W2 every forward; a low-rank W1 = w1_a·w1_b (a×r×c) or
+    W2 = w2_a·w2_b (b×r×d·k²) is a product (trained: both gradients in the backward); the Kronecker product is
+    elementwise. Then ΔW as a product of the layer's own shape, its weight trained. module_dropout > 0: counted as if
+    the update ran every step (an upper bound)."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(LOKR)), None)
+    if added is None:
+        return Effect()
+    r = knobs.r
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        name, layer = site.layer.name, site.layer
+        c_in, k2 = (layer.shape[1], layer.shape[2] * layer.shape[3]) if site.conv else (layer.in_features, 1)
+        a, b = factorization(layer.out_features, knobs.decompose_factor)
+        c, d = factorization(c_in, knobs.decompose_factor)
+        with g.at(added.component, site.layer.block):
+            if knobs.decompose_both and r < max(a, c) / 2:  # W1 = w1_a (a × r) · w1_b (r × c)
+                g.matmul(g.param(True), g.param(True), batch=1, m=a, k=r, n=c, per_step=True,
+                         name=f"{name} w1_a·w1_b")  # fmt: skip
+            if r < max(b, d) / 2:  # W2 = w2_a (b × r) · w2_b (r × d·k²)
+                if knobs.use_effective_conv2d and k2 > 1:
+                    raise ValueError("CP")  # caught below: no formula
+                g.matmul(g.param(True), g.param(True), batch=1, m=b, k=r, n=d * k2, per_step=True,
+                         name=f"{name} w2_a·w2_b")  # fmt: skip
+            v = site.same(g, x, name=f"{name} x·ΔWᵀ", trains=True)
+        return g.ew(y, v, what="lokr add")
+
+    by_name = {x.name: x for x in arch.layers}
+    for name in added.layers:
+        x = by_name[name]
+        if knobs.use_effective_conv2d and x.kind == "conv" and x.shape[2] * x.shape[3] > 1:
+            b, d = (
+                factorization(x.out_features, knobs.decompose_factor)[1],
+                factorization(x.shape[1], knobs.decompose_factor)[1],
+            )
+            if r < max(b, d) / 2:
+                return Effect(
+                    unsupported="no FLOP formula for LoKr's use_effective_conv2d (a CP core built by einsum)"
+                )
+    notes = (
+        [] if knobs.module_dropout == 0 else ["LoKr module_dropout: counted as if the update ran every step"]
+    )
+    return Effect(adapters=dict.fromkeys(added.layers, hook), notes=notes)
+
+
 METHOD = Method(
     name="lokr",
     trains="LoKr: per target a Kronecker product of a small W1 and a (low-rank) W2 + the head",
@@ -154,6 +202,7 @@ METHOD = Method(
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Yeh et al. 2023, Navigating Text-To-Image Customization: From LyCORIS Fine-Tuning to Model Evaluation, "
     "arXiv:2309.14859",

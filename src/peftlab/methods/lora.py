@@ -99,12 +99,55 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return lora_plan(arch, anat, knobs, task, dora=knobs.use_dora)
 
 
+def lora_flops(arch, anat, knobs: Knobs, task: str, plan: Plan, *, dora: bool):
+    """LoRA's products at each adapted layer (peft/tuners/lora/layer.py, dora.py), on top of the layer's own:
+    A (in -> r, the layer's kernel and stride) and B (r -> out, 1×1) on the dropped-out input, both trained.
+    DoRA adds, every forward, ΔW = B·A for the weight norm (used detached: no backward), and in training with dropout
+    the layer's product again on the dropped-out input (PEFT's base_result=None path)."""
+    from peftlab.flops import Effect
+    from peftlab.flops.graph import Dim
+
+    added = next((a for a in plan.added if a.component.startswith(LORA)), None)
+    if added is None:
+        return Effect()
+    r, dropout = knobs.r, knobs.dropout > 0
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        name = site.layer.name
+        with g.at(added.component, site.layer.block):
+            xd = g.ew(x, what="dropout", keep_new=1) if dropout and g.training else x
+            if dora:  # ΔW for ||W + s·ΔW|| per output: its product, no gradient
+                if site.conv:  # torch.mm(B.view(-1, r), A.view(r, -1)): (out, r) @ (r, in·k²)
+                    a, w = g.param(True), g.param(True)
+                    g.matmul(a, w, batch=1, m=site.fan_out, k=r, n=site.fan_in * site.kernel**2, per_step=True,
+                             grad=False, name=f"{name} DoRA ΔW")  # fmt: skip
+                else:  # B(A(I_in)): (in, in) -> (in, r) -> (in, out)
+                    eye = Dim.of(site.fan_in)
+                    g.linear(g.param(False), eye, site.fan_in, r, name=f"{name} DoRA ΔW·A", trains=True,
+                             per_step=True, grad=False)  # fmt: skip
+                    g.linear(g.param(False), eye, r, site.fan_out, name=f"{name} DoRA ΔW·B", trains=True,
+                             per_step=True, grad=False)  # fmt: skip
+            u = site.down(g, xd, r, name=f"{name}.lora_A", trains=True)
+            v = site.up(g, u, r, name=f"{name}.lora_B", trains=True, groups=site.groups)
+            if dora and dropout and g.training:
+                site.same(g, xd, name=f"{name} DoRA base on the dropped-out input", trains=False)
+        return g.ew(y, v, trains=dora, what="lora add")
+
+    return Effect(adapters=dict.fromkeys(added.layers, hook))
+
+
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    return lora_flops(arch, anat, knobs, task, plan, dora=knobs.use_dora)
+
+
 METHOD = Method(
     name="lora",
     trains="LoRA matrices A (r x in) and B (out x r) on the target modules + the head (modules_to_save)",
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, arXiv:2106.09685",
     limits="a grouped conv whose groups do not divide --lora-r (PEFT's rule; the message says so).",

@@ -237,6 +237,48 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def neumann_products(terms: int) -> int:
+    """Batched b×b products in PEFT's Cayley-Neumann series (oft/layer.py _cayley_batch): Q², then one per further
+    power up to Q^(terms-1); none below three terms."""
+    return 0 if terms < 3 else 2 + max(0, terms - 4)
+
+
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """OFT's products (peft/tuners/oft/layer.py OFTRotationModule): every forward the rotation blocks R (R blocks of
+    b×b, R = 1 when shared) from their skew-symmetric Q by the Neumann series (`neumann_products` batched b×b·b×b
+    products, both operands trained); the layer's input rotated blockwise (einsum over r blocks: rows × b × b each,
+    2·rows·in·b), whose gradient then always flows into the layer's own product. With the exact Cayley transform
+    (--oft-use-cayley-neumann false) the solve is not a matmul: its forward counts 0, as in FlopCounterMode, and its
+    backward one batched b×b product."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(OFT)), None)
+    if added is None:
+        return Effect()
+    by_name = {x.name: x for x in arch.layers}
+    width = {name: n for name, n, _k, _g in sites_of_layers([by_name[n] for n in added.layers])}
+
+    def hook(g, site, x):
+        name = site.layer.name
+        r, b = block(width[name], knobs)
+        with g.at(added.component, site.layer.block):
+            blocks = 1 if knobs.block_share else r
+            rot = g.param(True)
+            if knobs.use_cayley_neumann:
+                for i in range(neumann_products(knobs.num_cayley_neumann_terms)):
+                    rot = g.matmul(rot, g.param(True), batch=blocks, m=b, k=b, n=b, per_step=True,
+                                   name=f"{name} Q^{i + 2}")  # fmt: skip
+            else:  # torch.linalg.solve: no product forward; its backward forms one batched b×b product
+                g.backward_only(batch=blocks, m=b, k=b, n=b, products=1, name=f"{name} Cayley solve backward")
+            rot = g.param(True)  # R = I + 2Q + 2Q² + ... : trained
+            rows = site.in_rows  # a 1×1 conv rotates every position
+            xr = g.matmul(x, rot, batch=r, m=rows, k=b, n=b, name=f"{name} x·R (blockwise)")
+        return site.base(g, xr)
+
+    notes = [] if knobs.use_cayley_neumann else ["OFT's exact Cayley solve (an LU solve) is not counted"]
+    return Effect(adapters=dict.fromkeys(added.layers, hook), notes=notes)
+
+
 METHOD = Method(
     name="oft",
     trains="block-diagonal orthogonal rotations (Cayley, r blocks of b x b) of each target's input + the head",
@@ -245,6 +287,7 @@ METHOD = Method(
     default_lr=5e-4,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     paper="Qiu et al. 2023, Controlling Text-to-Image Diffusion by Orthogonal Finetuning, arXiv:2306.07280",
     limits="k×k convolutions with k > 1 (PEFT's OFT is not the base model there); a --oft-block-size that does not divide every target's input width (the message lists the sizes that fit).",

@@ -118,12 +118,46 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return out
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """n virtual tokens from the prompt encoder in front of the input's embeddings: every block runs on T + n tokens.
+    PEFT runs the encoder once per step on one sample's n tokens and repeats the result over the batch
+    (peft_model.py get_prompt): MLP d -> h -> h -> d on n rows; or a bidirectional LSTM (per layer and direction
+    2·n·(in + h)·4h, its fused backward twice that) and MLP 2h -> 2h -> d."""
+    from peftlab.flops import Effect
+    from peftlab.flops.graph import Act, Dim
+
+    n, d = knobs.num_virtual_tokens, virtual_tokens.arch_sizes(arch).d
+    h = knobs.encoder_hidden_size or d
+    rows = Dim.of(n)
+
+    def linear(g, x, fan_in, fan_out, name):
+        return g.linear(x, rows, fan_in, fan_out, name=f"prompt encoder {name}", trains=True, per_step=True)
+
+    def encoder(g):
+        with g.at(f"p-tuning encoder {knobs.encoder_type} h={h}"):
+            x = Act(True, per_step=True)  # the n trained embeddings
+            if knobs.encoder_type == "MLP":
+                x = linear(
+                    g, linear(g, linear(g, x, d, h, "mlp_head.0"), h, h, "mlp_head.2"), h, d, "mlp_head.4"
+                )
+                return x
+            for layer in range(knobs.encoder_num_layers):
+                fan_in = d if layer == 0 else 2 * h
+                for direction in ("forward", "backward"):  # one fused kernel: every gradient in its backward
+                    g.rnn(rows=n, fan_in=fan_in, hidden=h, gates=4, name=f"lstm layer {layer} {direction}")
+                x = Act(True, per_step=True)
+            return linear(g, linear(g, x, 2 * h, 2 * h, "mlp_head.0"), 2 * h, d, "mlp_head.2")
+
+    return Effect(virtual_tokens=n, encoder=encoder)
+
+
 METHOD = Method(
     name=NAME,
     trains="n embeddings through a prompt encoder (MLP or LSTM) into virtual tokens + the head (modules_to_save)",
     default_lr=1e-3,  # PEFT's examples/sequence_classification/P_Tuning.ipynb (roberta-large, MRPC): lr = 1e-3
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Liu et al. 2021, GPT Understands, Too, arXiv:2103.10385",

@@ -144,12 +144,37 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return out
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """n trained keys and values in front of every block's own (attention over T + n keys for T queries); the gradient
+    reaches them through every block. With the projection, PEFT runs the MLP A -> h -> L·2·A on every sample's n
+    prefix embeddings (peft_model.py get_prompt: no sharing across the batch)."""
+    from peftlab.flops import Effect
+    from peftlab.flops.graph import Act, Dim
+
+    n = knobs.num_virtual_tokens
+    if not knobs.projection:
+        return Effect(prefix_tokens=n)
+    sizes = virtual_tokens.arch_sizes(arch)
+    A, L = sizes.kv, sizes.layers
+    h = knobs.encoder_hidden_size or A
+
+    def encoder(g):
+        with g.at(f"prefix projection MLP h={h}"):
+            x = g.linear(Act(True), Dim.of(n), A, h, name="prefix transform.0", trains=True)
+            return g.linear(
+                g.ew(x, what="tanh"), Dim.of(n), h, L * 2 * A, name="prefix transform.2", trains=True
+            )
+
+    return Effect(prefix_tokens=n, encoder=encoder)
+
+
 METHOD = Method(
     name=NAME,
     trains="n key and value vectors per block in front of attention (n x L x 2 x A) + the head (modules_to_save)",
     default_lr=1e-2,  # PEFT's examples/sequence_classification/prefix_tuning.ipynb (roberta-large, MRPC): lr = 1e-2
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Li and Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, arXiv:2101.00190",

@@ -57,12 +57,21 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return out
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """n trained vectors in front of the input's embeddings: every block runs on T + n tokens (no products of its own)
+    and the gradient flows back through every block to them."""
+    from peftlab.flops import Effect
+
+    return Effect(virtual_tokens=knobs.num_virtual_tokens)
+
+
 METHOD = Method(
     name=NAME,
     trains="n virtual token embeddings (n x d) in front of the input + the head (modules_to_save)",
     default_lr=1e-3,  # PEFT's examples/sequence_classification/Prompt_Tuning.ipynb (roberta-large, MRPC): lr = 1e-3
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     tasks=(TEXT,),
     paper="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning, arXiv:2104.08691",

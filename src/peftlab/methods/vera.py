@@ -98,6 +98,30 @@ def plan(arch, anat, knobs: Knobs, task: str) -> Plan:
     return plan
 
 
+def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
+    """VeRA's products (peft/tuners/vera/layer.py): λ_b ⊙ (λ_d ⊙ (x A_sᵀ)) B_sᵀ with the shared frozen A (r × in)
+    and B (out × r) sliced to the layer: x·Aᵀ (in -> r; the input's gradient only when x needs one), then ·Bᵀ
+    (r -> out; its input always needs a gradient: λ_d trains)."""
+    from peftlab.flops import Effect
+
+    added = next((a for a in plan.added if a.component.startswith(LAMBDAS)), None)
+    if added is None:
+        return Effect()
+    r = knobs.r
+
+    def hook(g, site, x):
+        y = site.base(g, x)
+        with g.at(added.component, site.layer.block):
+            xd = g.ew(x, what="dropout", keep_new=1) if knobs.dropout > 0 and g.training else x
+            u = g.ew(
+                site.down(g, xd, r, name=f"{site.layer.name} x·Aᵀ", trains=False), trains=True, what="λ_d"
+            )
+            v = site.up(g, u, r, name=f"{site.layer.name} ·Bᵀ", trains=False)
+        return g.ew(y, g.ew(v, trains=True, what="λ_b"), what="vera add")
+
+    return Effect(adapters=dict.fromkeys(added.layers, hook))
+
+
 METHOD = Method(
     name="vera",
     trains="VeRA scaling vectors lambda_b (out) and lambda_d (r) per target Linear (shared random A, B frozen buffers)"
@@ -107,6 +131,7 @@ METHOD = Method(
     default_lr=1e-2,
     prepare=prepare,
     plan=plan,
+    flops=flops,
     knobs=Knobs,
     kinds=("transformer",),  # PEFT's VeRA has no Conv2d layer: no CNN can take it
     paper="Kopiczko et al. 2024, VeRA: Vector-based Random Matrix Adaptation, arXiv:2310.11454",

@@ -337,6 +337,17 @@ def _load_processor(name: str, where: _Where, ref: str, task: str):
         raise _load_error(name, where, err, what) from None
 
 
+def load_processor(name: str, task: str):
+    """The tokenizer (text) or image processor of `name` alone, no weights; None where it cannot be read here (a hub
+    id offline and not in the local cache). `peftlab plan` reads text lengths and image sizes with it."""
+    try:
+        where = _locate(name)
+        ref = str(where.packaged.path()) if where.kind == "packaged" else where.ref
+        return _load_processor(name, where, ref, task)
+    except BadInput:
+        return None
+
+
 def load_model(
     name: str,
     task: str,

@@ -33,6 +33,7 @@ class Layer:
     groups: int = 1  # conv groups (depthwise: groups = channels)
     role: str = ""  # transformer alias it answers to: query, key, value, attn_out, ffn_in, ffn_out
     what: str = ""  # label in the formula: "words", "positions"
+    stride: int = 1  # conv stride (FLOPs follow the output size; parameters do not depend on it)
 
     @property
     def weight(self) -> int:
@@ -63,6 +64,8 @@ class Arch:
     last_block: list[str]
     head: list[str]
     notes: list[str] = field(default_factory=list)
+    # what the FLOP arithmetic needs beyond the layers (flops/): heads, attention dropout, pre-norm, image geometry
+    info: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,13 +140,26 @@ def transformer_block(
 
 
 def transformer_arch(
-    family: str, model_class: str, layers: list[Layer], head: list[Layer], notes: list[str], block_list: str
+    family: str,
+    model_class: str,
+    layers: list[Layer],
+    head: list[Layer],
+    notes: list[str],
+    block_list: str,
+    info: dict | None = None,
 ) -> Arch:
     """Blocks are block_list.0 .. block_list.(L-1); last-layer trains the last one; the head is its top modules."""
     n_blocks = 1 + max(x.block for x in layers if x.block is not None)
     blocks = [f"{block_list}.{i}" for i in range(n_blocks)]
     head_modules = list(dict.fromkeys(x.name.split(".")[0] for x in head))  # classifier.dense -> classifier
-    return Arch(family, model_class, layers + head, "transformer", blocks, [blocks[-1]], head_modules, notes)
+    arch = Arch(family, model_class, layers + head, "transformer", blocks, [blocks[-1]], head_modules, notes)
+    arch.info = dict(info or {})
+    return arch
+
+
+def attention_info(heads: int, dropout, pre_norm: bool, **more) -> dict:
+    """Arch.info of a transformer: attention heads, the attention-probability dropout in training, norm placement."""
+    return {"heads": heads, "attention_dropout": float(dropout or 0.0), "pre_norm": pre_norm, **more}
 
 
 def attention_note(heads: int, hidden: int) -> str:

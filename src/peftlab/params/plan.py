@@ -29,6 +29,7 @@ class Added:
         str, ...
     ]  # a parameter whose name contains one of these counts here: (".lora_A.", ".lora_B.")
     trainable: bool = True  # False: stored in the model but frozen (rare)
+    layers: tuple[str, ...] = ()  # the layers it adapts (flops/: where its matmuls run)
 
 
 @dataclass

@@ -25,8 +25,18 @@ METRICS: dict[str, Callable[[Record], Any]] = {
     "macro_recall": lambda r: r.metrics and r.metrics.macro_recall,
     "train_s": lambda r: r.time and r.time.train_s,
     "train_samples_per_s": lambda r: r.time and r.time.train_samples_per_s,
-    "peak_rss_mb": lambda r: r.memory and r.memory.peak_rss_mb,
+    "peak_rss_mb": lambda r: r.memory and r.memory.peak_rss_mb,  # the process's peak
+    "run_peak_mb": lambda r: r.memory and r.memory.own_mb,  # the run's own (older records: the process's)
+    "time_ratio": lambda r: _ratio(r.predicted and r.predicted.train_s, r.time and r.time.train_s),
+    "memory_ratio": lambda r: _ratio(r.predicted and r.predicted.peak_mb, r.memory and r.memory.run_peak_mb),
 }
+
+
+def _ratio(predicted, measured) -> float | None:
+    """predicted / measured, where both exist and measured > 0 (a baseline trains for 0 s: no ratio)."""
+    return predicted / measured if is_num(predicted) and is_num(measured) and measured > 0 else None
+
+
 # config keys that legitimately differ between the seeds of one experiment (config.NOT_IDENTITY) + older records' keys
 _PER_RUN_KEYS = set(NOT_IDENTITY) | {
     "out_dir",

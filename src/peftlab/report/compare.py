@@ -211,15 +211,15 @@ def _fastest_sentence(trained: list[dict], leader: dict, name: dict[int, str]) -
 
 
 def _memory_sentence(trained: list[dict], name: dict[int, str]) -> str | None:
-    """The range of mean peak memory (MB) over trained configurations; None with fewer than two that recorded it."""
-    by_mem = [r for r in trained if is_num(r.get("peak_rss_mb_mean"))]
+    """The range of mean run peak memory (MB: each run's own, above the process) over trained configurations; None with fewer than two that recorded it."""
+    by_mem = [r for r in trained if is_num(r.get("run_peak_mb_mean"))]
     if len(by_mem) < 2:
         return None
-    lo = min(by_mem, key=lambda r: r["peak_rss_mb_mean"])
-    hi = max(by_mem, key=lambda r: r["peak_rss_mb_mean"])
+    lo = min(by_mem, key=lambda r: r["run_peak_mb_mean"])
+    hi = max(by_mem, key=lambda r: r["run_peak_mb_mean"])
     return (
-        f"Peak memory ranges from {fmt_mb(lo['peak_rss_mb_mean'])} for {name[id(lo)]} "
-        f"to {fmt_mb(hi['peak_rss_mb_mean'])} for {name[id(hi)]}."
+        f"The runs' own peak memory ranges from {fmt_mb(lo['run_peak_mb_mean'])} for {name[id(lo)]} "
+        f"to {fmt_mb(hi['run_peak_mb_mean'])} for {name[id(hi)]}."
     )
 
 

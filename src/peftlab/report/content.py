@@ -67,6 +67,43 @@ def environment(records) -> list[tuple[str, str]]:
     return [(k, v) for k, v in out if v != "–"]
 
 
+def predictions(records) -> list[dict]:
+    """Per ok run that holds a prediction: predicted vs measured train time, evaluation time and the run's own peak
+    memory, with the ratios (predicted / measured; 1.00× is exact), in store order."""
+    from peftlab.report.aggregate import _ratio
+
+    out = []
+    for r in ok_records(records):
+        p = r.predicted
+        if p is None:
+            continue
+        t, m = r.time, r.memory
+        out.append({
+            "dataset": str(r.dataset), "model": str(r.model), "label": r.label, "seed": r.seed, "run_id": r.run_id,
+            "train_s": t.train_s if t else None, "predicted_train_s": p.train_s,
+            "time_ratio": _ratio(p.train_s, t.train_s if t else None),
+            "eval_s": t.eval_s if t else None, "predicted_eval_s": p.eval_s,
+            "run_peak_mb": m.run_peak_mb if m else None, "predicted_peak_mb": p.peak_mb,
+            "memory_ratio": _ratio(p.peak_mb, m.run_peak_mb if m else None),
+            "peak_rss_mb": m.peak_rss_mb if m else None, "note": p.extra.get("note"),
+        })  # fmt: skip
+    return out
+
+
+def ratio_summary(preds: list[dict]) -> str:
+    """One sentence: how many runs are within ±25% for time and memory, and the worst of each."""
+    parts = []
+    for key, what in (("time_ratio", "train time"), ("memory_ratio", "peak memory")):
+        xs = [(p[key], p) for p in preds if p[key] is not None]
+        if not xs:
+            continue
+        within = sum(1 for x, _ in xs if 0.75 <= x <= 1.25)
+        worst, run = max(xs, key=lambda item: abs(item[0] - 1))
+        parts.append(f"{what}: {within} of {len(xs)} runs within ±25%, the worst {worst:.2f}× ({run['label']} "
+                     f"seed {run['seed']})")  # fmt: skip
+    return "; ".join(parts) + "." if parts else "No run holds both a prediction and a measurement."
+
+
 @dataclass
 class DataUse:
     """The data one (dataset, model) pair was run on; several rows per dataset if sizes differ between methods."""

@@ -56,6 +56,8 @@ def fmt_seconds(s) -> str:
     """Durations with ~3 significant digits: 0.0123 -> "0.012 s", 12.34 -> "12.3 s", 4000 -> "66.7 min"."""
     if not is_num(s):
         return MISSING
+    if s >= 2 * 86400:
+        return f"{s / 86400:.3g} d"
     if s >= 3600:
         return f"{s / 3600:.3g} h"
     if s >= 600:

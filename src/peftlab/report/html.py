@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 from peftlab.report.aggregate import rows_by_dataset
@@ -20,6 +20,7 @@ from peftlab.report.fmt import (
     fmt_mb,
     fmt_pct,
     fmt_rate,
+    fmt_ratio,
     fmt_seconds,
     fmt_signed,
     is_num,
@@ -47,6 +48,9 @@ class ReportData:
     settings: list[tuple[str, str, str, str]]
     breakdowns: list[Breakdown]
     failures: list[dict]
+    predictions: list[dict] = field(
+        default_factory=list
+    )  # content.predictions(records): predicted vs measured
 
 
 # nothing may load from outside the file and no script may run: images are data: URLs, styles are inline
@@ -140,7 +144,7 @@ def _leaderboard(rows: list[dict]) -> str:
         ("trainable (%)", True),
         ("train time", True),
         ("samples/s", True),
-        ("peak mem.", True),
+        ("run peak mem.", True),
         ("Pareto", False),
     ]
     body = []
@@ -173,7 +177,7 @@ def _leaderboard(rows: list[dict]) -> str:
             trainable,
             _tip(fmt_seconds(r.get("train_s_mean")), r.get("train_s_ci95")),
             f"<td class=num>{_e(fmt_rate(r.get('train_samples_per_s_mean')))}</td>",
-            f"<td class=num>{_e(fmt_mb(r.get('peak_rss_mb_mean')))}</td>",
+            f"<td class=num>{_e(fmt_mb(r.get('run_peak_mb_mean')))}</td>",
             f"<td class=name>{badges}</td>",
         ]
         body.append(f"<tr class='{'lead' if rank == 1 else ''}'>{''.join(cells)}</tr>")
@@ -353,11 +357,46 @@ def _footer(r: ReportData) -> str:
     )
 
 
+def _predictions_section(preds: list[dict]) -> str:
+    """Each run's predicted and measured train time, evaluation time and own peak memory, with the ratios."""
+    from peftlab.report.content import ratio_summary
+
+    if not preds:
+        return "<p class=sub>No run of this store holds a prediction (records before `peftlab plan`).</p>"
+    lead = (
+        "<p class=sub>Predicted by <code>peftlab plan</code> from each run's config, data and this machine's "
+        "calibration; measured by the run. Ratio = predicted / measured. Memory is the run's own peak above the "
+        f"process's level when it began (the process's peak beside it). {_e(ratio_summary(preds))}</p>"
+    )
+    headers = [(h, h not in ("method", "model", "dataset")) for h in
+               ("dataset", "model", "method", "seed", "train (measured)", "train (predicted)", "ratio",
+                "eval (measured)", "eval (predicted)", "run peak (measured)", "run peak (predicted)", "ratio",
+                "process peak")]  # fmt: skip
+    body = []
+    for p in preds:
+        cells = [
+            f"<td class=name>{_e(p['dataset'])}</td>", f"<td class=name>{_e(p['model'])}</td>",
+            f"<td class=name>{_e(p['label'])}</td>", f"<td class=num>{_e(p['seed'])}</td>",
+            f"<td class=num>{_e(fmt_seconds(p['train_s']))}</td>",
+            f"<td class=num>{_e(fmt_seconds(p['predicted_train_s']))}</td>",
+            f"<td class=num>{_e(fmt_ratio(p['time_ratio']))}</td>",
+            f"<td class=num>{_e(fmt_seconds(p['eval_s']))}</td>",
+            f"<td class=num>{_e(fmt_seconds(p['predicted_eval_s']))}</td>",
+            f"<td class=num>{_e(fmt_mb(p['run_peak_mb']))}</td>",
+            f"<td class=num>{_e(fmt_mb(p['predicted_peak_mb']))}</td>",
+            f"<td class=num>{_e(fmt_ratio(p['memory_ratio']))}</td>",
+            f"<td class=num>{_e(fmt_mb(p['peak_rss_mb']))}</td>",
+        ]  # fmt: skip
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return lead + _table(headers, body)
+
+
 def render_html(r: ReportData) -> str:
     """The whole page as one string."""
     by_ds = rows_by_dataset(r.rows)
     nav = [f"<a href='#ds-{i}-{_e(slug(d))}'>{_e(d)}</a>" for i, d in enumerate(by_ds)]
     nav += [
+        "<a href='#predicted'>predicted vs measured</a>",
         "<a href='#params'>parameters</a>",
         "<a href='#data'>data</a>",
         "<a href='#failed'>failed runs</a>",
@@ -388,6 +427,9 @@ def render_html(r: ReportData) -> str:
         f"<header><h1>{_e(r.title)}</h1><p class=sub>{_e(lead)}</p><nav>{''.join(nav)}</nav></header>",
         f"<div class=note>{note}</div>",
         *sections,
+        "<section id=predicted><h2>Time and memory: predicted vs measured</h2>",
+        _predictions_section(r.predictions),
+        "</section>",
         "<section id=params><h2>Parameters: predicted vs measured</h2>",
         "<p class=sub>Per component as predicted from the architecture (first run of each method), against the counts "
         "measured on the prepared model.</p>",

@@ -18,6 +18,7 @@ from peftlab.report.fmt import (
     fmt_mean_ci,
     fmt_pct,
     fmt_rate,
+    fmt_ratio,
     fmt_seconds,
     fmt_signed,
     is_num,
@@ -55,7 +56,7 @@ def _leaderboard(rows: list[dict]) -> str:
         "untrained",
         "gain",
     ]
-    headers += ["trainable", "%", "train time", "samples/s", "peak memory", "Pareto"]
+    headers += ["trainable", "%", "train time", "samples/s", "run peak memory", "Pareto"]
     body = []
     for rank, r in enumerate(rows, 1):
         trainable = fmt_count(r.get("trainable_params"))
@@ -77,7 +78,7 @@ def _leaderboard(rows: list[dict]) -> str:
             fmt_pct(r.get("trainable_pct")),
             fmt_seconds(r.get("train_s_mean")),
             fmt_rate(r.get("train_samples_per_s_mean")),
-            fmt_mb(r.get("peak_rss_mb_mean")),
+            fmt_mb(r.get("run_peak_mb_mean")),
             pareto,
         ]
         if rank == 1:
@@ -243,6 +244,32 @@ def _failures_section(r: ReportData) -> list[str]:
     return out
 
 
+def _predictions_section(r: ReportData) -> list[str]:
+    """Lines of "Time and memory: predicted vs measured": a sentence and one row per run."""
+    from peftlab.report.content import ratio_summary
+
+    out = ["", "## Time and memory: predicted vs measured", ""]
+    if not r.predictions:
+        out.append("No run of this store holds a prediction (records before `peftlab plan`).")
+        return out
+    out.append("Predicted by `peftlab plan` from each run's config, data and this machine's calibration; measured by "
+               "the run. Ratio = predicted / measured. Memory is the run's own peak above the process's level when it "
+               f"began (the process's peak beside it). {ratio_summary(r.predictions)}")  # fmt: skip
+    out.append("")
+    body = [
+        [md_escape(p["dataset"]), md_escape(p["model"]), md_escape(p["label"]), str(p["seed"]),
+         fmt_seconds(p["train_s"]), fmt_seconds(p["predicted_train_s"]), fmt_ratio(p["time_ratio"]),
+         fmt_seconds(p["eval_s"]), fmt_seconds(p["predicted_eval_s"]), fmt_mb(p["run_peak_mb"]),
+         fmt_mb(p["predicted_peak_mb"]), fmt_ratio(p["memory_ratio"]), fmt_mb(p["peak_rss_mb"])]
+        for p in r.predictions
+    ]  # fmt: skip
+    headers = ["dataset", "model", "method", "seed", "train (measured)", "train (predicted)", "ratio",
+               "eval (measured)", "eval (predicted)", "run peak (measured)", "run peak (predicted)", "ratio",
+               "process peak"]  # fmt: skip
+    out.append(md_table(headers, body, right=set(range(3, 13))))
+    return out
+
+
 def _environment_section(r: ReportData) -> list[str]:
     """Lines of the "Environment" section: run counts, date range and the environment table."""
     c = r.counts
@@ -263,6 +290,7 @@ def render_markdown(r: ReportData, plot_paths: dict[tuple[str, str], str]) -> st
     out = _intro(r, len(by_ds))
     for dataset, rows in by_ds.items():
         out += _dataset_section(r, dataset, rows, plot_paths)
+    out += _predictions_section(r)
     out += _parameters_section(r)
     out += _data_section(r)
     out += _failures_section(r)

@@ -383,7 +383,9 @@ def dataset_plots(rows: list[dict], colors: dict[str, str] | None = None) -> lis
     plots = [
         tradeoff_plot(rows, "trainable_params", "trainable parameters", "", colors),
         tradeoff_plot(rows, "train_s_mean", "train time", "s", colors, err_key="train_s_ci95"),
-        tradeoff_plot(rows, "peak_rss_mb_mean", "peak memory", "MB", colors, err_key="peak_rss_mb_ci95"),
+        tradeoff_plot(
+            rows, "run_peak_mb_mean", "run's own peak memory", "MB", colors, err_key="run_peak_mb_ci95"
+        ),
         seed_spread_plot(rows, colors),
     ]
     plots += [sweep_plot(knob, members, several_models(rows)) for knob, members in sweeps(rows)]

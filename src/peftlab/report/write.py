@@ -105,6 +105,7 @@ def write_report(records, out_dir: Path, *, title: str = "peftlab comparison") -
         settings=content.settings(records),
         breakdowns=content.breakdowns(records),
         failures=content.failures(records),
+        predictions=content.predictions(records),
     )
 
     # plots also as files, so report.md can show them: plots/<dataset>-<plot>.png
@@ -130,6 +131,7 @@ def write_report(records, out_dir: Path, *, title: str = "peftlab comparison") -
         "rows": rows,
         "comparison": data.comparison,
         "failed": data.failures,
+        "predictions": data.predictions,
     }
     json_path.write_text(json.dumps(_clean(summary), indent=2, default=str) + "\n", encoding="utf-8")
     return {

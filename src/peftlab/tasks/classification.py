@@ -22,7 +22,7 @@ from peftlab.errors import BadInput
 from peftlab.methods import REGISTRY, Context, check_applies
 from peftlab.models import load_model
 from peftlab.params import compare_counts, measure, predict
-from peftlab.record import Data, Memory, Metrics, Params, Record, Time
+from peftlab.record import Data, Memory, Metrics, Params, Predicted, Record, Time
 from peftlab.train import PeakMemory, Timer, TrainStats, encode, evaluate, train
 from peftlab.train.cache import (
     DropThenHead,
@@ -165,11 +165,17 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"{len(data.validation.labels)} validation, {len(data.eval.labels)} test, "
         f"{len(labels)} classes")  # fmt: skip
 
+    import peft  # noqa: F401  (library code is not the run's memory: loaded before the run is measured)
+
     with PeakMemory() as mem:
         set_seed(cfg.seed)  # the new head's initialisation and LoRA's A matrices depend on it
         loaded = load_model(cfg.model, data.task, labels, pooling=cfg.pooling)
         check_applies(method, loaded.anatomy, cfg.task)
         enc_key = _enc_key(cfg, loaded)
+        fresh = {
+            "enc": enc_key + ("train",) not in memo,
+            "pre": ("pre-eval", enc_key, loaded.pooling, cfg.seed) not in memo,
+        }
         enc_train = memo_get(memo, enc_key + ("train",), lambda: _encode(data.train, loaded, cfg))
         enc_eval = memo_get(memo, enc_key + ("eval",), lambda: _encode(data.eval, loaded, cfg))
         steps = _total_steps(len(enc_train), cfg)
@@ -200,7 +206,8 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             else:
                 record.metrics = record.baseline_metrics
     record.time = _time_section(stats, t_eval.seconds, inputs.cut, cfg.lr)
-    record.memory = Memory(peak_rss_mb=round(mem.peak_mb, 1))
+    record.memory = Memory(**mem.section())
+    record.predicted = _predicted(cfg, enc_train, enc_eval, len(labels), inputs.cut, fresh, memo, log)
     log(
         f"accuracy {record.metrics.accuracy:.4f} (before training {record.baseline_metrics.accuracy:.4f}), "
         f"{record.params.trainable:,} trainable params, train {record.time.train_s:.1f}s"
@@ -276,6 +283,21 @@ def _fit(model, anat, inputs: Inputs, cfg: RunConfig, memo: dict, log, *, progre
                           "build_s": round(t_feats.seconds, 3)}  # fmt: skip
     train_s = fit.train_s + t_feats.seconds
     return TrainStats(fit.steps, fit.samples, train_s, fit.ema_loss[0], fit.samples / max(train_s, 1e-9))
+
+
+def _predicted(cfg: RunConfig, enc_train, enc_eval, num_labels: int, cut: dict, fresh: dict, memo: dict, log):
+    """What `peftlab plan` predicts for this run (computed after it, from what was known before it: its config, its
+    encoded data, and which caches earlier runs of this process had built). Never fails the run."""
+    from peftlab.plan import Builds, predict_run
+
+    builds = Builds(train_cache=not cut.get("train", {}).get("hit", False),
+                    eval_cache=not cut.get("eval", {}).get("hit", False), encodings=fresh["enc"],
+                    pre_eval=fresh["pre"])  # fmt: skip
+    try:
+        return Predicted.from_dict(predict_run(cfg, enc_train, enc_eval, num_labels, builds, memo))
+    except Exception as e:  # a prediction is a bonus: the run's own results stand without it
+        log(f"WARNING no prediction for this run ({type(e).__name__}: {e})")
+        return Predicted(extra={"note": f"prediction failed: {type(e).__name__}: {e}"})
 
 
 def _total_steps(n_train: int, cfg: RunConfig) -> int:

@@ -21,6 +21,7 @@ class Encoder:
     block_list: str  # relative to the prefix: "encoder.layer", "transformer.layer"
     width: int  # hidden size H of the output the head reads
     notes: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # Arch.info: heads, attention dropout, norm placement
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def mean_pooled(config, num_labels: int) -> Arch | None:
         head,
         enc.notes,
         f"encoder.{enc.block_list}",
+        enc.info,
     )
 
 

@@ -9,6 +9,7 @@ from peftlab.params.layers import (
     HEAD,
     POOLER,
     BlockNames,
+    attention_info,
     attention_note,
     attention_width,
     embedding,
@@ -44,14 +45,16 @@ def encoder(c, prefix: str, pooler: bool = False) -> Encoder:
         layers += transformer_block(f"{prefix}.encoder.layer.{i}", i, NAMES, H, F, A)
     if pooler:
         layers.append(linear(f"{prefix}.pooler.dense", POOLER, H, H))
-    return Encoder(layers, "encoder.layer", H, [attention_note(c.num_attention_heads, H)])
+    info = attention_info(c.num_attention_heads, c.attention_probs_dropout_prob, pre_norm=False,
+                          hidden_dropout=c.hidden_dropout_prob)  # fmt: skip
+    return Encoder(layers, "encoder.layer", H, [attention_note(c.num_attention_heads, H)], info)
 
 
 def classifier(c, num_labels: int):
     enc = encoder(c, "bert", pooler=True)
     head = [linear("classifier", HEAD, enc.width, num_labels)]
     return transformer_arch(
-        "bert", "BertForSequenceClassification", enc.layers, head, enc.notes, "bert.encoder.layer"
+        "bert", "BertForSequenceClassification", enc.layers, head, enc.notes, "bert.encoder.layer", enc.info
     )
 
 

@@ -8,6 +8,7 @@ from peftlab.params.layers import (
     FINAL,
     HEAD,
     BlockNames,
+    attention_info,
     attention_note,
     attention_width,
     conv,
@@ -40,7 +41,7 @@ def classifier(config, num_labels: int):
     e = f"{prefix}.embeddings"
     layers = [
         param(f"{e}.class_embedding", EMB, (H,), "class token"),
-        conv(f"{e}.patch_embedding", EMB, c.num_channels, H, p, what="patches"),
+        conv(f"{e}.patch_embedding", EMB, c.num_channels, H, p, what="patches", stride=p),
         embedding(f"{e}.position_embedding", EMB, patches + 1, H, "positions"),
         norm(f"{prefix}.pre_layrnorm", EMB, H, what="pre norm"),  # sic: CLIP's own spelling
     ]
@@ -52,8 +53,10 @@ def classifier(config, num_labels: int):
         attention_note(c.num_attention_heads, H),
     ]
     head = [linear("classifier", HEAD, H, num_labels)]
+    info = attention_info(c.num_attention_heads, c.attention_dropout, pre_norm=True, image=(n, n), patch=(p, p),
+                          channels=c.num_channels, cache_entry="pre_norm")  # fmt: skip
     return transformer_arch(
-        c.model_type, "CLIPForImageClassification", layers, head, notes, f"{prefix}.encoder.layers"
+        c.model_type, "CLIPForImageClassification", layers, head, notes, f"{prefix}.encoder.layers", info
     )
 
 

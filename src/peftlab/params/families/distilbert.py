@@ -8,6 +8,7 @@ from peftlab.params.layers import (
     EMB,
     HEAD,
     BlockNames,
+    attention_info,
     attention_note,
     attention_width,
     embedding,
@@ -39,7 +40,8 @@ def encoder(c, prefix: str) -> Encoder:
     ]
     for i in range(c.n_layers):
         layers += transformer_block(f"{prefix}.transformer.layer.{i}", i, NAMES, H, F, A)
-    return Encoder(layers, "transformer.layer", H, [attention_note(c.n_heads, H)])
+    info = attention_info(c.n_heads, c.attention_dropout, pre_norm=False, hidden_dropout=c.dropout)
+    return Encoder(layers, "transformer.layer", H, [attention_note(c.n_heads, H)], info)
 
 
 def classifier(c, num_labels: int):
@@ -56,6 +58,7 @@ def classifier(c, num_labels: int):
         head,
         enc.notes,
         "distilbert.transformer.layer",
+        enc.info,
     )
 
 

@@ -15,7 +15,13 @@ def classifier(c, num_labels: int):
         linear("classifier.out_proj", HEAD, H, num_labels, what="out_proj"),
     ]
     return transformer_arch(
-        "roberta", "RobertaForSequenceClassification", enc.layers, head, enc.notes, "roberta.encoder.layer"
+        "roberta",
+        "RobertaForSequenceClassification",
+        enc.layers,
+        head,
+        enc.notes,
+        "roberta.encoder.layer",
+        enc.info,
     )
 
 

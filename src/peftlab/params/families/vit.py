@@ -9,6 +9,7 @@ from peftlab.params.layers import (
     HEAD,
     BlockNames,
     Layer,
+    attention_info,
     attention_note,
     attention_width,
     linear,
@@ -44,7 +45,13 @@ def classifier(c, num_labels: int):
         param(f"{e}.position_embeddings", EMB, (1, patches + 1, H), "positions"),  # (1, N+1, H)
         # Conv2d(C, H, kernel = stride = patch): (H, C, ph, pw) + bias H
         Layer(
-            f"{e}.patch_embeddings.projection", EMB, "conv", (H, c.num_channels, ph, pw), H, what="patches"
+            f"{e}.patch_embeddings.projection",
+            EMB,
+            "conv",
+            (H, c.num_channels, ph, pw),
+            H,
+            what="patches",
+            stride=ph,
         ),
     ]
     qkv_bias = bool(getattr(c, "qkv_bias", True))
@@ -57,7 +64,10 @@ def classifier(c, num_labels: int):
         attention_note(c.num_attention_heads, H),
     ]
     head = [linear("classifier", HEAD, H, num_labels)]
-    return transformer_arch("vit", "ViTForImageClassification", layers, head, notes, "vit.layers")
+    info = attention_info(c.num_attention_heads, c.attention_probs_dropout_prob, pre_norm=True,
+                          hidden_dropout=c.hidden_dropout_prob,
+                          image=(ih, iw), patch=(ph, pw), channels=c.num_channels)  # fmt: skip
+    return transformer_arch("vit", "ViTForImageClassification", layers, head, notes, "vit.layers", info)
 
 
 FAMILY = Family(("vit",), classifier)

@@ -314,7 +314,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             "trained_together": ["fusion", *singles],
         },
     )
-    record.memory = Memory(peak_rss_mb=round(mem.peak_mb, 1))
+    record.memory = Memory(**mem.section())
     record.extra["vqa"] = {
         "encoders": {"image": enc.image.name, "text": enc.text.name, "label": enc.label, "dual": enc.dual},
         "dims": {"image": d_img, "text": d_txt},
