@@ -207,6 +207,17 @@ def coerce_setting(name: str, value: Any) -> Any:
     raise _unknown(name)
 
 
+def whole_number(value, flag: str, what: str) -> int:
+    """A count given on the command line (--workers 2, --trials 10): an integer >= 1, else one line naming the flag."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {value!r}: give {what} (a whole number >= 1)") from None
+    if n < 1:
+        raise BadInput(f"{flag} {value}: give {what} (a whole number >= 1)")
+    return n
+
+
 def settings_from_args(args) -> dict:
     """The run settings a command line gave (argparse dests are the settings' keys, knobs included); unset = absent."""
     keys = [*FIELDS, *knob_keys()]

@@ -7,6 +7,7 @@ hold; `Record.from_dict(d)` reads any stored record (an older one is brought up 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import uuid
 from dataclasses import dataclass, field, fields
@@ -94,6 +95,18 @@ class Memory(Section):
 
 
 @dataclass
+class Parallel(Section):
+    """How the run ran: data-parallel processes of this one run, and the grid worker that ran it (if any)."""
+
+    processes: int = 1  # accelerate's num_processes: the global batch is split over these
+    worker: str | None = (
+        None  # "host:pid" of the `peftlab worker` that claimed this grid point; None: not a worker
+    )
+    grid: str | None = _omit()  # the grid (Optuna study) the point came from
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class Data(Section):
     """The splits a run saw: train trains, validation is for choosing (never reported), test gives the metrics."""
 
@@ -141,6 +154,7 @@ class Record(Section):
     data: Data | None = None
     env: dict = field(default_factory=dict)  # versions, git commit, machine (run.environment())
     artifacts: Artifacts = field(default_factory=Artifacts)
+    parallel: Parallel | None = None  # None: a record from before this section
     traceback: str | None = _omit()  # failed runs: kept in the store, left out of --json
     extra: dict = field(default_factory=dict)  # a task's own sections: vqa, vqa_baselines
 
@@ -152,6 +166,7 @@ class Record(Section):
         "memory": Memory,
         "data": Data,
         "artifacts": Artifacts,
+        "parallel": Parallel,
     }
 
     @classmethod
@@ -170,6 +185,7 @@ class Record(Section):
             config=config,
             config_hash=identity_hash(config),
             env=env,
+            parallel=Parallel(processes=int(os.environ.get("WORLD_SIZE", "1"))),
         )
 
     @classmethod
@@ -245,4 +261,4 @@ def as_record(r) -> Record:
     return r if isinstance(r, Record) else Record.from_dict(r)
 
 
-__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Params", "Record", "Time", "as_record"]
+__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Parallel", "Params", "Record", "Time", "as_record"]

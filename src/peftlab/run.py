@@ -23,7 +23,7 @@ import torch
 from peftlab import __version__, disk
 from peftlab.config import RunConfig
 from peftlab.errors import BadInput, Stopped
-from peftlab.record import Record
+from peftlab.record import Parallel, Record
 from peftlab.store import Store
 from peftlab.tasks import TASKS
 
@@ -85,6 +85,7 @@ def run_experiment(
     memo: dict | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    parallel: dict | None = None,
 ) -> Record:
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
@@ -94,6 +95,8 @@ def run_experiment(
     store = store if store is not None else Store(cfg.resolved_store())
     record = Record.start(cfg, environment())
     record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings
+    if parallel:  # a grid worker says which one it is (workers.py)
+        record.parallel = Parallel.from_dict({**record.parallel.to_dict(), **parallel})
     try:
         TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
         record.status = "ok"
