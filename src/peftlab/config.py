@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from peftlab import trackers
 from peftlab.errors import BadInput
 from peftlab.methods.knobs import as_flat, changed, coerce, parse_knobs, positive
 
@@ -149,6 +150,11 @@ class RunConfig:
     threads: int | None = _f(
         None, "torch intra-op threads (default: physical cores)", check=_optional(positive)
     )
+    report_to: str | None = _f(
+        None,
+        "experiment trackers, comma-separated: tensorboard, mlflow, trackio (under OUT/<run_id>/trackers)",
+        check=trackers.check,
+    )
     # the method's own settings: its knobs dataclass (methods/<name>.py), filled by `load`
     knobs: Any = dataclasses.field(default=None, metadata={"help": None})
 
@@ -172,7 +178,7 @@ FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "knobs"}
 # the report keeps them apart.
 DATA_SPLITS = "train/validation/test"
 # settings that say where results go or how fast they come, not what they are: not part of an experiment's identity
-NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads")
+NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads", "report_to")
 
 
 def flag_of(name: str) -> str:

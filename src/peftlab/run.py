@@ -26,6 +26,7 @@ from peftlab.errors import BadInput, Stopped
 from peftlab.record import Parallel, Record
 from peftlab.store import Store
 from peftlab.tasks import TASKS
+from peftlab.trackers import tracking
 
 
 def environment() -> dict:
@@ -98,8 +99,10 @@ def run_experiment(
     if parallel:  # a grid worker says which one it is (workers.py)
         record.parallel = Parallel.from_dict({**record.parallel.to_dict(), **parallel})
     try:
-        TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
-        record.status = "ok"
+        # --report-to: TensorBoard / MLflow / trackio through accelerate's trackers (trackers.py)
+        with tracking(cfg, record):
+            TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
+            record.status = "ok"
     except BadInput:
         raise
     except KeyboardInterrupt:

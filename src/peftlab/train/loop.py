@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from peftlab import trackers
 from peftlab.train.dropout import fast_dropout
 from peftlab.train.encode import Encoded, train_batches
 
@@ -106,6 +107,7 @@ def train(
         total=total_steps, desc=desc, file=sys.stderr, disable=not progress, leave=False, mininterval=0.5
     )
     step, seen, running, epoch, paused = 0, 0, None, 0, 0.0
+    tracked = trackers.active()
     start = time.perf_counter()
     with fast_dropout(model):  # the same dropout with cheaper masks (train/dropout.py)
         while step < total_steps:
@@ -129,6 +131,10 @@ def train(
                 running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
                 step += 1
                 seen += len(batch["labels"])
+                if tracked is not None:  # --report-to: one host sync per step for the step's own loss
+                    tracked.log_step(step, loss=float(loss.item()), lr=scheduler.get_last_lr()[0],
+                                     samples_per_s=seen / (time.perf_counter() - start - paused),
+                                     epoch=step / steps_per_epoch)  # fmt: skip
                 if progress and (step % 10 == 0 or step == total_steps):
                     elapsed = time.perf_counter() - start
                     bar.set_postfix(
