@@ -86,6 +86,11 @@ class RunConfig:
         0.1, "share of optimiser steps spent in linear warm-up, then linear decay to 0", check=_fraction
     )
     max_grad_norm: float = _f(1.0, "gradient clipping by global L2 norm (0 = off)", check=_non_negative)
+    precision: str = _f(
+        "auto",
+        "training precision: auto (bf16 on a GPU that has it, else fp32), fp32, bf16 or fp16 (accelerate's autocast)",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
     max_train_samples: int | None = _f(
         None, "stratified training subset size (default: all)", check=_optional(positive)
     )
@@ -302,7 +307,10 @@ def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
     check_applies(method, None, task.name)
     knobs = method_knobs(method, knob_values)
     lr = cfg.lr if cfg.lr is not None else task.default_lr(method)
-    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs)
+    from peftlab.precision import resolve
+
+    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs,
+                              precision=resolve(cfg.precision))  # fmt: skip
     task.check(cfg)
     return cfg
 

@@ -91,6 +91,9 @@ class Time(Section):
 @dataclass
 class Memory(Section):
     peak_rss_mb: float | None = None  # the process's peak resident memory while the run ran (MiB)
+    peak_gpu_mb: float | None = (
+        _omit()
+    )  # CUDA: torch's peak allocated memory during the run (MiB); absent on CPU
     extra: dict = field(default_factory=dict)
 
 
@@ -245,6 +248,7 @@ def upgrade(d: dict) -> dict:
     if config:
         config.setdefault("max_validation_samples", None)
         config.setdefault("data_splits", "train/test")
+        config.setdefault("precision", "fp32")  # every run before --precision trained in fp32
     method = str(d.get("method") or "")
     if method.startswith("vqa-"):  # VQA trains a fusion head over frozen encoders: the `head` method
         config.setdefault("fusion", method.removeprefix("vqa-"))

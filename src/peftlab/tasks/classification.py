@@ -203,7 +203,8 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
                               seed=cfg.seed, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                               max_grad_norm=cfg.max_grad_norm, progress=progress, desc=f"{cfg.method} s{cfg.seed}",
                               forward=loss_fn, after_step=method.after_step,
-                              on_epoch=_tracked_epochs(tracked_val, cfg, labels, logits_fn))  # fmt: skip
+                              on_epoch=_tracked_epochs(tracked_val, cfg, labels, logits_fn),
+                              precision=cfg.precision)  # fmt: skip
                 if method.summary is not None:
                     record.extra["method_state"] = method.summary(model)
                 with Timer() as t_eval:
@@ -255,7 +256,7 @@ def validate(cfg: RunConfig, *, memo: dict, progress: bool = False, report=None)
         train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
               weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
               progress=progress, desc=f"{cfg.method} trial", forward=loss_fn, after_step=method.after_step,
-              on_epoch=on_epoch)  # fmt: skip
+              on_epoch=on_epoch, precision=cfg.precision)  # fmt: skip
     return scores[-1]
 
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from peftlab import trackers
+from peftlab.precision import MIXED
 from peftlab.train.dropout import fast_dropout
 from peftlab.train.encode import Encoded, train_batches
 
@@ -87,12 +89,16 @@ def train(
     forward=None,
     after_step=None,
     on_epoch=None,
+    precision: str = "fp32",
 ) -> TrainStats:
     """Train `model` on `enc`. `forward(model, batch) -> loss` may replace model(**batch).loss (cached-prefix paths);
     `after_step(model, step)` runs after each optimiser step while the gradients are still there (AdaLoRA's budget);
     `on_epoch(model, epoch)` after each pass over the data (and after the last step of a fractional epoch): tuning
     evaluates on validation there and may raise to stop (a pruned trial). Its time is not training time."""
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    # precision: peftlab.precision's resolved name; on CUDA, batches come from pinned memory with non-blocking copies
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=MIXED[precision],
+                              dataloader_config=DataLoaderConfiguration(non_blocking=cuda))  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * epochs))
@@ -115,6 +121,7 @@ def train(
                 _IndexBatches(train_batches(enc, batch_size, generator, group_by_length)),
                 batch_size=None,
                 collate_fn=enc.collate,
+                pin_memory=cuda,
             )
             epoch += 1
             for batch in accelerator.prepare(loader):
