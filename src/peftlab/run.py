@@ -91,6 +91,10 @@ def run_experiment(
 ) -> Record:
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if processes > 1:  # not built yet: each process would train the whole run and store it again
+        raise BadInput(f"this run was started as {processes} processes (accelerate launch / torchrun), but peftlab "
+                       "trains one run in one process for now; start it without the launcher (peftlab run ...)")  # fmt: skip
     set_threads(cfg)
     # before training: a run must never end unable to save its record
     disk.check_writable(Path(cfg.out), "--out")
