@@ -217,13 +217,7 @@ def cmd_tune(args) -> int:
 
 
 def _trials(value) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"--trials {value!r}: give a whole number of trials >= 1") from None
-    if n < 1:
-        raise BadInput(f"--trials {value}: give a number of trials >= 1")
-    return n
+    return config.whole_number(value, "--trials", "the number of trials")
 
 
 def cmd_compare(args) -> int:
@@ -244,13 +238,46 @@ def cmd_compare(args) -> int:
     return 0 if summary["runs_failed"] == 0 else 1
 
 
+def _add_worker_flags(p: argparse.ArgumentParser, *, compare: bool) -> None:
+    from peftlab.workers import HEARTBEAT_S
+
+    if compare:
+        p.add_argument("--workers", metavar="N", help="run N grid points at once, each worker process with its "
+                       "share of the cores; the points queue in Optuna's storage (--storage)")  # fmt: skip
+    p.add_argument("--storage", required=not compare, metavar="URL",
+                   help="the grid's queue: sqlite:///grid.db on one machine, postgresql://user@host/db for workers "
+                   "on several machines" + (" [default: sqlite:///OUT/grid-queue.db]" if compare else ""))  # fmt: skip
+    p.add_argument("--grid", required=not compare, metavar="NAME",
+                   help="the grid's name in the storage" + (" [default: grid-<content hash>-<time>]" if compare
+                                                             else " (compare --workers prints it)"))  # fmt: skip
+    p.add_argument("--heartbeat", default=HEARTBEAT_S, metavar="S",
+                   help="seconds between a worker's heartbeats; a point silent for 2x that goes back to the queue "
+                   "[default: %(default)s]")  # fmt: skip
+
+
+def cmd_worker(args) -> int:
+    from peftlab.workers import heartbeat_s, run_worker
+
+    threads = config.coerce_setting("threads", args.threads) if args.threads is not None else None
+    result = run_worker(args.storage, args.grid, out=args.out, store=args.store, threads=threads,
+                        heartbeat=heartbeat_s(args.heartbeat), progress=not args.quiet)  # fmt: skip
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"worker {result['worker']}: {result['points_run']} points run, {result['points_failed']} failed "
+              f"(grid {result['grid']} in {result['storage']})")  # fmt: skip
+    return 0 if result["points_failed"] == 0 else 1
+
+
 def cmd_report(args) -> int:
     from peftlab.report import leaderboard_text, write_report
     from peftlab.store import Store
 
-    records = Store(args.store, read_only=True).records()
+    paths = args.store or ["peftlab-runs/peftlab.db"]
+    merged = {r.run_id: r for path in paths for r in Store(path, read_only=True).records()}  # one row per run
+    records = sorted(merged.values(), key=lambda r: (r.created_at, r.run_id))
     if not records:
-        raise BadInput(f"--store {args.store}: the store holds no runs yet")
+        raise BadInput(f"--store {', '.join(paths)}: the store holds no runs yet")
     disk.check_writable(_path(args.out), "--out")
     out = write_report(records, _path(args.out))
     print(leaderboard_text(out["summary"]))
@@ -395,14 +422,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_worker_flags(p, compare=True)
     _add_config_flags(p, skip={"model", "dataset", "method", "seed"})
     _add_knob_flags(p)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("report", help="rebuild the report from a results store")
-    p.add_argument(
-        "--store", default="peftlab-runs/peftlab.db", help="SQLite results store [default: %(default)s]"
+    p = sub.add_parser(
+        "worker",
+        help="join a grid started by `compare --workers N`: run its waiting points until none is left",
     )
+    _add_worker_flags(p, compare=False)
+    p.add_argument("--out", help="output folder for this worker's runs [default: the grid's]")
+    p.add_argument("--store", help="results store for this worker's runs [default: the grid's]")
+    p.add_argument("--threads", help="torch threads [default: physical cores]")
+    p.add_argument(
+        "--json", action="store_true", help="print {grid, storage, worker, points_run, points_failed}"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("report", help="rebuild the report from a results store")
+    p.add_argument("--store", action="append", help="SQLite results store; repeat it to merge the stores of several "
+                   "machines [default: peftlab-runs/peftlab.db]")  # fmt: skip
     p.add_argument("--out", default="peftlab-report", help="output folder [default: %(default)s]")
     p.set_defaults(func=cmd_report)
 

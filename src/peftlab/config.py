@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from peftlab import trackers
 from peftlab.errors import BadInput
 from peftlab.methods.knobs import as_flat, changed, coerce, parse_knobs, positive
 
@@ -85,6 +86,11 @@ class RunConfig:
         0.1, "share of optimiser steps spent in linear warm-up, then linear decay to 0", check=_fraction
     )
     max_grad_norm: float = _f(1.0, "gradient clipping by global L2 norm (0 = off)", check=_non_negative)
+    precision: str = _f(
+        "auto",
+        "training precision: auto (bf16 on a GPU that has it, else fp32), fp32, bf16 or fp16 (accelerate's autocast)",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
     max_train_samples: int | None = _f(
         None, "stratified training subset size (default: all)", check=_optional(positive)
     )
@@ -149,6 +155,11 @@ class RunConfig:
     threads: int | None = _f(
         None, "torch intra-op threads (default: physical cores)", check=_optional(positive)
     )
+    report_to: str | None = _f(
+        None,
+        "experiment trackers, comma-separated: tensorboard, mlflow, trackio (under OUT/<run_id>/trackers)",
+        check=trackers.check,
+    )
     # the method's own settings: its knobs dataclass (methods/<name>.py), filled by `load`
     knobs: Any = dataclasses.field(default=None, metadata={"help": None})
 
@@ -172,7 +183,7 @@ FIELDS = {f.name: f for f in fields(RunConfig) if f.name != "knobs"}
 # the report keeps them apart.
 DATA_SPLITS = "train/validation/test"
 # settings that say where results go or how fast they come, not what they are: not part of an experiment's identity
-NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads")
+NOT_IDENTITY = ("seed", "label", "out", "store", "save_model", "cache_budget_mb", "threads", "report_to")
 
 
 def flag_of(name: str) -> str:
@@ -205,6 +216,17 @@ def coerce_setting(name: str, value: Any) -> Any:
     if name in knob_keys():
         return value  # typed by the method's knobs dataclass in `load`
     raise _unknown(name)
+
+
+def whole_number(value, flag: str, what: str) -> int:
+    """A count given on the command line (--workers 2, --trials 10): an integer >= 1, else one line naming the flag."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {value!r}: give {what} (a whole number >= 1)") from None
+    if n < 1:
+        raise BadInput(f"{flag} {value}: give {what} (a whole number >= 1)")
+    return n
 
 
 def settings_from_args(args) -> dict:
@@ -285,7 +307,10 @@ def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
     check_applies(method, None, task.name)
     knobs = method_knobs(method, knob_values)
     lr = cfg.lr if cfg.lr is not None else task.default_lr(method)
-    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs)
+    from peftlab.precision import resolve
+
+    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs,
+                              precision=resolve(cfg.precision))  # fmt: skip
     task.check(cfg)
     return cfg
 

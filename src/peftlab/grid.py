@@ -274,8 +274,11 @@ def suite_from_args(args) -> dict:
 
 
 def run_suite(
-    suite: dict, out: Path, *, resume: bool, progress: bool = True, json_mode: bool = False
-) -> dict:
+    suite: dict, out: Path, *, resume: bool, progress: bool = True, json_mode: bool = False,
+    parallel: dict | None = None,
+) -> dict:  # fmt: skip
+    """Run the grid (one point after another here, or over workers when `parallel` = {workers, storage, grid,
+    heartbeat} from compare --workers), then write the report from the store."""
     from peftlab.report import leaderboard_text, write_report
     from peftlab.run import run_experiment
 
@@ -293,12 +296,17 @@ def run_suite(
         runs, tuning = with_tuned(runs, _tune_budget(suite["tune"]), out, memo=memo, progress=progress)
     done = new = failed = skipped = 0
     started = time.perf_counter()
-    bar = tqdm(
-        total=len(runs), desc="comparison", unit="run", file=sys.stderr, disable=not progress, position=0
-    )
+    if parallel is not None:  # the points go through Optuna's storage to worker processes (workers.py)
+        from peftlab.workers import run_grid
+
+        parallel = run_grid(runs, out, **parallel, resume=resume, done=finished, extras=tuning, progress=progress,
+                            title=suite.get("title") or "peftlab comparison")  # fmt: skip
+        new, failed, skipped = parallel.pop("new"), parallel.pop("failed"), parallel.pop("skipped")
+    bar = tqdm(total=len(runs), desc="comparison", unit="run", file=sys.stderr, position=0,
+               disable=not progress or parallel is not None)  # fmt: skip
     interrupted = False
     try:
-        for cfg in runs:
+        for cfg in runs if parallel is None else []:
             bar.set_postfix_str(f"{Path(cfg.model or cfg.encoder or 'vqa').name} {cfg.method} s{cfg.seed}")
             if resume and (identity_hash(cfg.to_dict()), cfg.seed) in finished:
                 skipped += 1
@@ -344,6 +352,7 @@ def run_suite(
         "report": report["report"],
         "summary": report["summary"],
         **({"tuning": {k: {f: v[f] for f in TUNING_KEYS} for k, v in tuning.items()}} if tuning else {}),
+        **({"parallel": parallel["parallel"]} if parallel else {}),
     }
 
 
@@ -351,13 +360,7 @@ TUNING_KEYS = ("study", "trials_complete", "trials_pruned", "best_params", "best
 
 
 def _tune_budget(value) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"--tune {value!r}: give the number of tuning trials per method (>= 1)") from None
-    if n < 1:
-        raise BadInput(f"--tune {value}: give the number of tuning trials per method (>= 1)")
-    return n
+    return config.whole_number(value, "--tune", "the number of tuning trials per method")
 
 
 def with_tuned(runs: list[RunConfig], trials: int, out: Path, *, memo: dict, progress: bool):
@@ -423,7 +426,16 @@ def plan_compare(args, *, train_size=None, eval_size=None, seq_length=None) -> d
 def run_compare(args) -> dict:
     suite = suite_from_args(args)
     out = Path(suite.pop("out", None) or "peftlab-compare")
-    return run_suite(suite, out, resume=args.resume, progress=not args.quiet, json_mode=args.json)
+    parallel = None
+    if getattr(args, "workers", None) is not None:
+        from peftlab.workers import heartbeat_s, workers_count
+
+        parallel = {"workers": workers_count(args.workers), "storage": args.storage, "grid": args.grid,
+                    "heartbeat": heartbeat_s(args.heartbeat)}  # fmt: skip
+    elif getattr(args, "storage", None) or getattr(args, "grid", None):
+        raise BadInput("--storage / --grid: they name the queue of --workers; add --workers N")
+    return run_suite(suite, out, resume=args.resume, progress=not args.quiet, json_mode=args.json,
+                     parallel=parallel)  # fmt: skip
 
 
 def run_demo(args) -> int:

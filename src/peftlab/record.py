@@ -7,6 +7,7 @@ hold; `Record.from_dict(d)` reads any stored record (an older one is brought up 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import uuid
 from dataclasses import dataclass, field, fields
@@ -97,6 +98,21 @@ class Memory(Section):
     cuda_peak_mb: float | None = (
         _omit()
     )  # on a GPU: torch's allocator peak above its level at the start (MiB)
+    peak_gpu_mb: float | None = (
+        _omit()
+    )  # CUDA: torch's peak allocated memory during the run (MiB); absent on CPU
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Parallel(Section):
+    """How the run ran: data-parallel processes of this one run, and the grid worker that ran it (if any)."""
+
+    processes: int = 1  # accelerate's num_processes: the global batch is split over these
+    worker: str | None = (
+        None  # "host:pid" of the `peftlab worker` that claimed this grid point; None: not a worker
+    )
+    grid: str | None = _omit()  # the grid (Optuna study) the point came from
     extra: dict = field(default_factory=dict)
 
     @property
@@ -168,6 +184,7 @@ class Record(Section):
     predicted: Predicted | None = _omit()  # plan/: predicted time, memory and FLOPs (records since the plan)
     env: dict = field(default_factory=dict)  # versions, git commit, machine (run.environment())
     artifacts: Artifacts = field(default_factory=Artifacts)
+    parallel: Parallel | None = None  # None: a record from before this section
     traceback: str | None = _omit()  # failed runs: kept in the store, left out of --json
     extra: dict = field(default_factory=dict)  # a task's own sections: vqa, vqa_baselines
 
@@ -180,6 +197,7 @@ class Record(Section):
         "data": Data,
         "predicted": Predicted,
         "artifacts": Artifacts,
+        "parallel": Parallel,
     }
 
     @classmethod
@@ -198,6 +216,7 @@ class Record(Section):
             config=config,
             config_hash=identity_hash(config),
             env=env,
+            parallel=Parallel(processes=int(os.environ.get("WORLD_SIZE", "1"))),
         )
 
     @classmethod
@@ -257,6 +276,7 @@ def upgrade(d: dict) -> dict:
     if config:
         config.setdefault("max_validation_samples", None)
         config.setdefault("data_splits", "train/test")
+        config.setdefault("precision", "fp32")  # every run before --precision trained in fp32
     method = str(d.get("method") or "")
     if method.startswith("vqa-"):  # VQA trains a fusion head over frozen encoders: the `head` method
         config.setdefault("fusion", method.removeprefix("vqa-"))
@@ -273,4 +293,15 @@ def as_record(r) -> Record:
     return r if isinstance(r, Record) else Record.from_dict(r)
 
 
-__all__ = ["Artifacts", "Data", "Memory", "Metrics", "Params", "Predicted", "Record", "Time", "as_record"]
+__all__ = [
+    "Artifacts",
+    "Data",
+    "Memory",
+    "Metrics",
+    "Parallel",
+    "Params",
+    "Predicted",
+    "Record",
+    "Time",
+    "as_record",
+]

@@ -6,6 +6,7 @@ is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,9 +24,10 @@ import torch
 from peftlab import __version__, disk
 from peftlab.config import RunConfig
 from peftlab.errors import BadInput, Stopped
-from peftlab.record import Record
+from peftlab.record import Parallel, Record
 from peftlab.store import Store
 from peftlab.tasks import TASKS
+from peftlab.trackers import tracking
 
 
 def environment() -> dict:
@@ -89,18 +91,27 @@ def run_experiment(
     memo: dict | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    parallel: dict | None = None,
 ) -> Record:
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if processes > 1:  # not built yet: each process would train the whole run and store it again
+        raise BadInput(f"this run was started as {processes} processes (accelerate launch / torchrun), but peftlab "
+                       "trains one run in one process for now; start it without the launcher (peftlab run ...)")  # fmt: skip
     set_threads(cfg)
     # before training: a run must never end unable to save its record
     disk.check_writable(Path(cfg.out), "--out")
     store = store if store is not None else Store(cfg.resolved_store())
     record = Record.start(cfg, environment())
     record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings
+    if parallel:  # a grid worker says which one it is (workers.py)
+        record.parallel = Parallel.from_dict({**record.parallel.to_dict(), **parallel})
     try:
-        TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
-        record.status = "ok"
+        # --report-to: TensorBoard / MLflow / trackio through accelerate's trackers (trackers.py)
+        with tracking(cfg, record), _peak_gpu(record):
+            TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
+            record.status = "ok"
     except BadInput:
         raise
     except KeyboardInterrupt:
@@ -116,6 +127,20 @@ def run_experiment(
         raise
     _finish(cfg, record, store)
     return record
+
+
+@contextlib.contextmanager
+def _peak_gpu(record: Record):
+    """CUDA: memory.peak_gpu_mb = torch's peak allocated bytes during the run, in MiB (nothing on a CPU)."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        yield
+    finally:
+        if record.memory is not None:
+            record.memory.peak_gpu_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def failure_reason(e: Exception, cfg: RunConfig) -> str:

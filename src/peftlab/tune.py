@@ -19,9 +19,10 @@ from peftlab.errors import BadInput
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
-def open_storage(url: str | None, default_dir: Path):
+def open_storage(url: str | None, default_dir: Path, *, heartbeat: int = 60, on_stale=None):
     """A storage Optuna accepts: None -> a journal file in `default_dir` (safe for several processes on one machine,
-    by file locks); "sqlite:///x.db", "postgresql://..." -> RDBStorage. Unreachable: one line of bad input, in seconds."""
+    by file locks); "sqlite:///x.db", "postgresql://..." -> RDBStorage with a heartbeat every `heartbeat` s (a trial
+    silent for 2x that is stale; `on_stale(study, trial)` then runs). Unreachable: one line of bad input, in seconds."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
@@ -35,6 +36,10 @@ def open_storage(url: str | None, default_dir: Path):
                 f"--storage {path}: cannot write there ({e.strerror}); choose a writable file"
             ) from None
     engine = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
+    if url.startswith(
+        "sqlite"
+    ):  # several processes on one file: wait for the lock instead of failing at once
+        engine = {"connect_args": {"timeout": 60}}
     target = _driver(url)
     for attempt in range(
         3
@@ -44,13 +49,34 @@ def open_storage(url: str | None, default_dir: Path):
                 warnings.simplefilter(
                     "ignore"
                 )  # Optuna calls heartbeat_interval experimental; it is what we want
-                return optuna.storages.RDBStorage(target, engine_kwargs=engine, heartbeat_interval=60), url
+                storage = optuna.storages.RDBStorage(target, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                                     heartbeat_stale_trial_callback=on_stale)  # fmt: skip
+                if url.startswith("sqlite"):
+                    _immediate_transactions(storage.engine)
+                return storage, url
         except Exception as e:  # sqlalchemy's OperationalError, a missing driver, a malformed URL
             if "UniqueViolation" in str(e) and attempt < 2:
                 time.sleep(1.0)
                 continue
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BadInput(f"--storage {url}: cannot open this storage ({first[:200]})") from None
+
+
+def _immediate_transactions(engine) -> None:
+    """SQLite: every transaction takes the write lock when it begins (BEGIN IMMEDIATE), so two processes claiming the
+    same waiting trial queue up behind the lock and the second sees it RUNNING, instead of both reading WAITING and one
+    failing on the lock upgrade (SQLAlchemy's pysqlite recipe)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners reconnect with them
 
 
 def _driver(url: str) -> str:

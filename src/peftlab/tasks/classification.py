@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from peftlab import disk
+from peftlab import disk, trackers
 from peftlab.config import RunConfig
 from peftlab.data import ClassificationData, infer_task, load_data
 from peftlab.errors import BadInput
@@ -155,6 +155,19 @@ def _params(model, loaded, cfg: RunConfig, num_labels: int, log) -> Params:
     return params
 
 
+def _tracked_epochs(val, cfg: RunConfig, labels: list, logits_fn):
+    """--report-to: after each epoch, validation metrics to the trackers (as Trainer's eval_strategy="epoch");
+    None without trackers (`val` is None), so plain runs never evaluate validation."""
+    tracked = trackers.active()
+    if tracked is None or val is None:
+        return None
+
+    def on_epoch(m, epoch: int) -> None:
+        tracked.log_eval(evaluate(m, val, cfg.eval_batch_size, labels, forward=logits_fn), epoch)
+
+    return on_epoch
+
+
 def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) -> None:
     log = _log(progress)
     method = REGISTRY[cfg.method]
@@ -184,6 +197,11 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         record.params = _params(model, loaded, cfg, len(labels), log)
         _check_space(model, cfg)
         inputs = _inputs(model, loaded.anatomy, enc_train, enc_eval, cfg, memo, method.needs_training, log)
+        tracked_val = (  # --report-to: the validation split, past the frozen prefix when cached (before skipping it)
+            validation_inputs(cfg, data, loaded, memo, plan=inputs.plan, log=log)
+            if trackers.active() is not None and method.needs_training and len(data.validation.labels)
+            else None
+        )
 
         with skip_prefix(inputs.plan) if inputs.plan is not None else contextlib.nullcontext() as fwd:
             logits_fn = fwd.logits if fwd is not None else None
@@ -197,7 +215,8 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
             stats, t_eval = None, t_base
             if method.needs_training:
                 stats = _fit(model, loaded.anatomy, inputs, cfg, memo, log, progress=progress,
-                             desc=f"{cfg.method} s{cfg.seed}", fwd=fwd)  # fmt: skip
+                             desc=f"{cfg.method} s{cfg.seed}", fwd=fwd,
+                             on_epoch=_tracked_epochs(tracked_val, cfg, labels, logits_fn))  # fmt: skip
                 if method.summary is not None:
                     record.extra["method_state"] = method.summary(model)
                 with Timer() as t_eval:
@@ -267,7 +286,7 @@ def _fit(model, anat, inputs: Inputs, cfg: RunConfig, memo: dict, log, *, progre
         return train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                      weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
                      progress=progress, desc=desc, forward=fwd.loss if fwd is not None else None,
-                     after_step=method.after_step, on_epoch=on_epoch)  # fmt: skip
+                     after_step=method.after_step, on_epoch=on_epoch, precision=cfg.precision)  # fmt: skip
     # (N, F): one eval-mode pass of the cheap tail (pooling, a pooler, a last 1x1 conv) over the cached activations,
     # shared by the runs of a grid that cache the same training set
     with Timer() as t_feats:

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from peftlab import trackers
+from peftlab.precision import MIXED
 from peftlab.train.dropout import fast_dropout
 from peftlab.train.encode import Encoded, train_batches
 
@@ -86,12 +89,16 @@ def train(
     forward=None,
     after_step=None,
     on_epoch=None,
+    precision: str = "fp32",
 ) -> TrainStats:
     """Train `model` on `enc`. `forward(model, batch) -> loss` may replace model(**batch).loss (cached-prefix paths);
     `after_step(model, step)` runs after each optimiser step while the gradients are still there (AdaLoRA's budget);
     `on_epoch(model, epoch)` after each pass over the data (and after the last step of a fractional epoch): tuning
     evaluates on validation there and may raise to stop (a pruned trial). Its time is not training time."""
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    # precision: peftlab.precision's resolved name; on CUDA, batches come from pinned memory with non-blocking copies
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=MIXED[precision],
+                              dataloader_config=DataLoaderConfiguration(non_blocking=cuda))  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(enc) / batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * epochs))
@@ -106,6 +113,7 @@ def train(
         total=total_steps, desc=desc, file=sys.stderr, disable=not progress, leave=False, mininterval=0.5
     )
     step, seen, running, epoch, paused = 0, 0, None, 0, 0.0
+    tracked = trackers.active()
     start = time.perf_counter()
     with fast_dropout(model):  # the same dropout with cheaper masks (train/dropout.py)
         while step < total_steps:
@@ -113,6 +121,7 @@ def train(
                 _IndexBatches(train_batches(enc, batch_size, generator, group_by_length)),
                 batch_size=None,
                 collate_fn=enc.collate,
+                pin_memory=cuda,
             )
             epoch += 1
             for batch in accelerator.prepare(loader):
@@ -129,6 +138,10 @@ def train(
                 running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
                 step += 1
                 seen += len(batch["labels"])
+                if tracked is not None:  # --report-to: one host sync per step for the step's own loss
+                    tracked.log_step(step, loss=float(loss.item()), lr=scheduler.get_last_lr()[0],
+                                     samples_per_s=seen / (time.perf_counter() - start - paused),
+                                     epoch=step / steps_per_epoch)  # fmt: skip
                 if progress and (step % 10 == 0 or step == total_steps):
                     elapsed = time.perf_counter() - start
                     bar.set_postfix(
