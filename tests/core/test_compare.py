@@ -72,7 +72,7 @@ def test_grid_json_resume_and_report(tmp_path, capsys):
 def test_ctrl_c_mid_grid_then_resume(tmp_path, monkeypatch, capsys):
     import peftlab.tasks.classification as exp
 
-    real_train, calls = exp.train, {"n": 0}
+    real_train, calls = exp._fit, {"n": 0}  # _fit: every method's training (head's lean loop too)
 
     def train_then_interrupt(*a, **k):
         calls["n"] += 1
@@ -80,12 +80,12 @@ def test_ctrl_c_mid_grid_then_resume(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real_train(*a, **k)
 
-    monkeypatch.setattr(exp, "train", train_then_interrupt)
+    monkeypatch.setattr(exp, "_fit", train_then_interrupt)
     out = tmp_path / "cmp"
     assert main([*GRID, "--out", str(out)]) == 130
     statuses = sorted(r.status for r in Store(out / "peftlab.db").records())
     assert statuses == ["cancelled", "ok", "ok", "ok"]  # baseline x2 and head s0 finished, head s1 cancelled
-    monkeypatch.setattr(exp, "train", real_train)
+    monkeypatch.setattr(exp, "_fit", real_train)
     capsys.readouterr()
     assert main([*GRID, "--out", str(out), "--resume", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -65,7 +65,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_too_little_space_for_the_model_is_refused_before_training(tiny_disk, tmp_path, capsys, monkeypatch):
     import peftlab.tasks.classification as classification
 
-    monkeypatch.setattr(classification, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(classification, "_fit", lambda *a, **k: pytest.fail("training started"))
     store = tmp_path / "s.db"
     # full fine-tuning saves all 22.7 M float32 weights (~87 MiB): 6 MiB cannot hold them
     assert main([*RUN, "--method", "full", "--out", str(tiny_disk), "--store", str(store)]) == 2
@@ -184,7 +184,7 @@ def test_embedding_cache_on_a_full_disk_leaves_no_half_entry(tmp_path, monkeypat
 def test_prefix_cache_spill_on_a_full_disk_is_refused_before_training(tmp_path, capsys, monkeypatch):
     import peftlab.tasks.classification as classification
 
-    monkeypatch.setattr(classification, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(classification, "_fit", lambda *a, **k: pytest.fail("training started"))
     monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, n: _enospc("spill"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     args = [*RUN, "--method", "head", "--cache-budget-mb", "0", "--out", str(tmp_path / "o")]

@@ -25,7 +25,7 @@ def _one_line(capsys) -> str:
 def test_out_under_a_file_is_refused_before_training(tmp_path, capsys, monkeypatch):
     import peftlab.tasks.classification as classification
 
-    monkeypatch.setattr(classification, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(classification, "_fit", lambda *a, **k: pytest.fail("training started"))
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main([*RUN, "--out", str(afile / "x"), "--store", str(tmp_path / "s.db")]) == 2

@@ -111,7 +111,7 @@ def test_failed_run_is_stored_and_exit_1(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated crash in training")
 
-    monkeypatch.setattr(exp, "train", boom)
+    monkeypatch.setattr(exp, "_fit", boom)  # every method's training goes through _fit (head's lean loop too)
     code = main(["run", *TEXT, "--method", "head", "--out", str(tmp_path), "--quiet"])
     assert code == 1
     (rec,) = Store(tmp_path / "peftlab.db").records()
@@ -125,7 +125,7 @@ def test_ctrl_c_is_stored_as_cancelled(tmp_path, monkeypatch):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(exp, "train", interrupt)
+    monkeypatch.setattr(exp, "_fit", interrupt)
     cfg = config.load(dict(model="minilm-l6", dataset="vader-tweets", method="head", max_train_samples=12,
                            max_eval_samples=9, out=str(tmp_path)))  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
