@@ -101,13 +101,14 @@ def test_changed_preprocessing_is_a_new_cache_entry(
         *FAST,
     ]
     first = run_json(base, tmp_path, capsys)
-    # the 24-px images are smaller than the tiny encoder's 32-px processor: encoded at their own size
-    assert first["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+    # the 24-px images go to the tiny encoder at its processor's 32 px; the record says both
+    assert first["vqa"]["image_size"] == {"pixels": 32, "chosen": "encoder", "native": 24, "encoder": 32,
                                           "fixed_input": False}  # fmt: skip
-    assert first["config"]["image_size"] is None  # the setting stays as given: automatic
+    assert first["config"]["image_size"] is None  # the setting stays as given
     other = run_json([*base, "--image-size", "16"], tmp_path, capsys)
-    assert (
-        other["vqa"]["image_size"]["pixels"] == 16 and other["vqa"]["image_size"]["chosen"] == "--image-size"
+    assert (other["vqa"]["image_size"]["pixels"], other["vqa"]["image_size"]["chosen"]) == (
+        16,
+        "--image-size",
     )
     assert other["vqa"]["encoded"]["images"]["computed"] == 11  # new pixels, new embeddings
     assert other["vqa"]["encoded"]["texts"]["computed"] == 0  # the questions' recipe did not change
@@ -203,3 +204,43 @@ def test_unseen_eval_answers_count_as_wrong(tiny_image_encoder, tiny_text_encode
     assert m["unseen_answer_share"] == 0.5  # "curtain" never answers a training question
     assert m["accuracy"] <= 0.5 and "curtain" not in rec["data"]["label_names"]
     assert rec["metrics"]["per_type"] is None  # DAQUAR has no question types
+
+
+def test_native_image_size_policy(tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys, monkeypatch,
+                                  empty_cache):  # fmt: skip
+    """IMAGE_SIZE "native": images smaller than the encoder's input are encoded at their own size, in a cache entry
+    of their own."""
+    import peftlab.tasks.vqa.run as vqa_run
+
+    monkeypatch.setattr(vqa_run, "IMAGE_SIZE", "native")
+    base = [
+        "--dataset",
+        shapes_csv,
+        "--image-encoder",
+        tiny_image_encoder,
+        "--text-encoder",
+        tiny_text_encoder,
+        *FAST,
+    ]
+    rec = run_json(base, tmp_path, capsys)
+    assert rec["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+                                        "fixed_input": False}  # fmt: skip
+    meta = [json.loads(v) for v in _cache_meta(empty_cache)]
+    assert [m["preprocessing"]["image_size"] for m in meta if m["what"] == "image"] == [
+        24
+    ]  # the key holds the size
+
+
+def _cache_meta(folder) -> list[str]:
+    import torch
+
+    return [torch.load(f, weights_only=True)["meta"] for f in sorted(folder.glob("*.pt"))]
+
+
+def test_fixed_input_encoder_refuses_another_image_size(tiny_clip, shapes_csv, tmp_path, capsys):
+    code = main(["run", "--task", "vqa", "--dataset", shapes_csv, "--encoder", tiny_clip, "--image-size", "16", *FAST,
+                 "--out", str(tmp_path / "runs"), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert (
+        code == 2 and len(err.splitlines()) == 1 and "--image-size 16" in err and "32-px images only" in err
+    )
