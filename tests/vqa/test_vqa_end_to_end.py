@@ -89,7 +89,7 @@ def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encode
 
 
 def test_changed_preprocessing_is_a_new_cache_entry(
-    tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys
+    tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys, monkeypatch, empty_cache
 ):
     base = [
         "--dataset",
@@ -112,6 +112,17 @@ def test_changed_preprocessing_is_a_new_cache_entry(
     )
     assert other["vqa"]["encoded"]["images"]["computed"] == 11  # new pixels, new embeddings
     assert other["vqa"]["encoded"]["texts"]["computed"] == 0  # the questions' recipe did not change
+    # IMAGE_SIZE "native": images smaller than the encoder's input are encoded at their own size, a third entry
+    import peftlab.tasks.vqa.run as vqa_run
+
+    monkeypatch.setattr(vqa_run, "IMAGE_SIZE", "native")
+    native = run_json(base, tmp_path, capsys)
+    assert native["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+                                           "fixed_input": False}  # fmt: skip
+    assert native["vqa"]["encoded"]["images"]["computed"] == 11
+    metas = [json.loads(m)["preprocessing"] for m in _cache_meta(empty_cache)]
+    # the key holds the size: one image file per size (None: the processor's own), one question file
+    assert sorted(str(m["image_size"]) for m in metas if "image_size" in m) == ["16", "24", "None"]
 
 
 def test_clip_style_encoder_and_product_fusion(tiny_clip, shapes_csv, tmp_path, capsys):
@@ -204,31 +215,6 @@ def test_unseen_eval_answers_count_as_wrong(tiny_image_encoder, tiny_text_encode
     assert m["unseen_answer_share"] == 0.5  # "curtain" never answers a training question
     assert m["accuracy"] <= 0.5 and "curtain" not in rec["data"]["label_names"]
     assert rec["metrics"]["per_type"] is None  # DAQUAR has no question types
-
-
-def test_native_image_size_policy(tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys, monkeypatch,
-                                  empty_cache):  # fmt: skip
-    """IMAGE_SIZE "native": images smaller than the encoder's input are encoded at their own size, in a cache entry
-    of their own."""
-    import peftlab.tasks.vqa.run as vqa_run
-
-    monkeypatch.setattr(vqa_run, "IMAGE_SIZE", "native")
-    base = [
-        "--dataset",
-        shapes_csv,
-        "--image-encoder",
-        tiny_image_encoder,
-        "--text-encoder",
-        tiny_text_encoder,
-        *FAST,
-    ]
-    rec = run_json(base, tmp_path, capsys)
-    assert rec["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
-                                        "fixed_input": False}  # fmt: skip
-    meta = [json.loads(v) for v in _cache_meta(empty_cache)]
-    assert [m["preprocessing"]["image_size"] for m in meta if m["what"] == "image"] == [
-        24
-    ]  # the key holds the size
 
 
 def _cache_meta(folder) -> list[str]:
