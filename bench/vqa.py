@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -23,21 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from speed import machine  # bench/ is this script's folder, first on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "124246e"  # the last commit before the fast VQA path: batch 32, heads one after another, 224-px images
-VQA = [
-    "--task",
-    "vqa",
-    "--dataset",
-    "easy-vqa",
-    "--image-encoder",
-    "mobilenet-v2",
-    "--text-encoder",
-    "minilm-l6",
-]
+VQA = ["--task", "vqa", "--dataset", "easy-vqa", "--image-encoder", "mobilenet-v2", "--text-encoder", "minilm-l6"]  # fmt: skip
 HEAD = ["--model", "mobilenet-v2", "--dataset", "fashion-mnist", "--method", "head", "--image-size", "64"]
 TARGET = 3.0  # the issue's target: >= 3x faster, warm and cold
 
@@ -191,20 +183,20 @@ def summarise(vqa: list[dict], head: list[dict]) -> dict:
     return out
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "load_1min": os.getloadavg()[0]}  # fmt: skip
-
-
 def _cell(x) -> str:
     return "—" if x is None else (f"{x:.4f}" if isinstance(x, float) and x < 1 else str(x))
+
+
+def _rows(rows: list[dict], cols: list[str]) -> list[str]:
+    """Markdown table rows; a failed run shows its error after the columns before `seed`."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            first = cols[: cols.index("seed") + 1]
+            out.append("| " + " | ".join(str(r[c]) for c in first) + f" | failed: {r['error'][-120:]!r} |")
+        else:
+            out.append("| " + " | ".join(_cell(r[c]) for c in cols) + " |")
+    return out
 
 
 def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> str:
@@ -234,32 +226,20 @@ def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> st
         s = summary[kind]
         lines.append(f"| {kind} cache | {_cell(s['old'])} | {_cell(s['new'])} | {_cell(s['ratio'])}x | "
                      f"{'yes' if s['target_met'] else 'no'} |")  # fmt: skip
+    vqa_cols = ["tree", "kind", "seed", "wall_s", "encode_s", "train_s", "baselines_s", "steps", "batch_size", "lr",
+                "image_size", "accuracy", "question_only", "image_only", "peak_rss_mb"]  # fmt: skip
     lines += ["", "| tree | cache | seed | wall s | encode s | train s | baselines s | steps | batch | lr | image px "
               "| accuracy | question only | image only | peak RSS MiB |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
-    for r in vqa:
-        if "error" in r:
-            lines.append(f"| {r['tree']} | {r['kind']} | {r['seed']} | failed: {r['error'][-120:]!r} |")
-            continue
-        cells = [r["tree"], r["kind"], r["seed"], r["wall_s"], r["encode_s"], r["train_s"], r["baselines_s"],
-                 r["steps"], r["batch_size"], r["lr"], r["image_size"], r["accuracy"], r["question_only"],
-                 r["image_only"], r["peak_rss_mb"]]  # fmt: skip
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|", *_rows(vqa, vqa_cols)]  # fmt: skip
     if head:
         h = summary["head_ms_per_step"]
+        head_cols = ["tree", "seed", "train_s", "prefix_pass_s", "head_s", "steps", "ms_per_step", "accuracy"]
         lines += ["", f"`head` on cached image features: `peftlab run {' '.join(HEAD)} --epochs "
                   f"{info['settings']['head_epochs']:g} --max-train-samples {info['settings']['head_train_samples']}`"
                   f"; per-step time of the head's training (train_s less the prefix-cache pass, over its steps): "
                   f"old {_cell(h['old'])} ms, new {_cell(h['new'])} ms, {_cell(h['ratio'])}x.", "",
                   "| tree | seed | train s | prefix pass s | head s | steps | ms / step | accuracy |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for r in head:
-            if "error" in r:
-                lines.append(f"| {r['tree']} | {r['seed']} | failed: {r['error'][-120:]!r} |")
-                continue
-            cells = [r["tree"], r["seed"], r["train_s"], r["prefix_pass_s"], r["head_s"], r["steps"],
-                     r["ms_per_step"], r["accuracy"]]  # fmt: skip
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+                  "|---|---:|---:|---:|---:|---:|---:|---:|", *_rows(head, head_cols)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +281,7 @@ def main(argv=None) -> int:
                     print(f"[bench]   {json.dumps(head_rows[-1])[:300]}", file=sys.stderr, flush=True)
         summary = summarise(vqa_rows, head_rows)
         info = {
-            "machine": machine(),
+            "machine": machine(),  # bench/speed.py's description of this machine
             "load_start": load_start,
             "load_end": os.getloadavg()[0],
             "wall_min": (time.perf_counter() - start) / 60,

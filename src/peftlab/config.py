@@ -74,10 +74,15 @@ class RunConfig:
     epochs: float = _f(3.0, "training epochs (fractions allowed: 0.5 = half an epoch)", check=_epochs)
     lr: float | None = _f(
         None,
-        "peak learning rate (default depends on the method: full 5e-5, last-layer 2e-4, lora 5e-4, head 2e-3)",
+        "peak learning rate (default depends on the method: full 5e-5, last-layer 2e-4, lora 5e-4, head 2e-3; "
+        "vqa 1e-3 x batch size / 32)",
         check=_lr,
     )
-    batch_size: int = _f(32, "training batch size (samples per optimiser step)", check=positive)
+    batch_size: int | None = _f(
+        None,
+        "training batch size (samples per optimiser step; default 32, vqa 64)",
+        check=_optional(positive),
+    )
     eval_batch_size: int = _f(64, "evaluation batch size", check=positive)
     weight_decay: float = _f(
         0.01, "AdamW weight decay (not applied to biases and norms)", check=_non_negative
@@ -306,10 +311,11 @@ def load(values: dict, *, task_cache: dict | None = None) -> RunConfig:
     method = REGISTRY[method_name]
     check_applies(method, None, task.name)
     knobs = method_knobs(method, knob_values)
-    lr = cfg.lr if cfg.lr is not None else task.default_lr(method)
+    batch_size = cfg.batch_size if cfg.batch_size is not None else task.batch_size
+    lr = cfg.lr if cfg.lr is not None else task.default_lr(method, batch_size)
     from peftlab.precision import resolve
 
-    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, lr=lr, knobs=knobs,
+    cfg = dataclasses.replace(cfg, task=task.name, method=method_name, batch_size=batch_size, lr=lr, knobs=knobs,
                               precision=resolve(cfg.precision))  # fmt: skip
     task.check(cfg)
     return cfg

@@ -49,8 +49,18 @@ def test_load_resolves_once_and_the_result_is_frozen():
     assert cfg.to_dict()["lora_r"] == 4 and "knobs" not in cfg.to_dict()
     head = load({**BASE, "method": "head", "lora_r": 4})  # another method's knobs are not this run's
     assert "lora_r" not in head.to_dict() and head.lr == 2e-3
-    vqa = load({"dataset": "easy-vqa"})  # the dataset names the task, which names its default method and lr
-    assert (vqa.task, vqa.method, vqa.lr) == ("vqa", "head", 1e-3)
+    assert load(BASE).batch_size == 32
+    vqa = load(
+        {"dataset": "easy-vqa"}
+    )  # the dataset names the task, which names its default method, batch and lr
+    assert (vqa.task, vqa.method, vqa.batch_size, vqa.lr) == ("vqa", "head", 64, 2e-3)
+    # without --lr the head's learning rate follows --batch-size (1e-3 per 32); a given --lr is kept as given
+    assert load({"dataset": "easy-vqa", "batch_size": 32}).lr == 1e-3
+    assert load({"dataset": "easy-vqa", "batch_size": 256}).lr == 8e-3
+    assert (load({"dataset": "easy-vqa", "batch_size": 256, "lr": 1e-3}).lr, vqa.to_dict()["batch_size"]) == (
+        1e-3,
+        64,
+    )
 
 
 def test_coerce_types_and_messages():

@@ -89,7 +89,7 @@ def test_second_run_recomputes_no_embedding(tiny_image_encoder, tiny_text_encode
 
 
 def test_changed_preprocessing_is_a_new_cache_entry(
-    tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys
+    tiny_image_encoder, tiny_text_encoder, shapes_csv, tmp_path, capsys, monkeypatch, empty_cache
 ):
     base = [
         "--dataset",
@@ -101,16 +101,28 @@ def test_changed_preprocessing_is_a_new_cache_entry(
         *FAST,
     ]
     first = run_json(base, tmp_path, capsys)
-    # the 24-px images are smaller than the tiny encoder's 32-px processor: encoded at their own size
-    assert first["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+    # the 24-px images go to the tiny encoder at its processor's 32 px; the record says both
+    assert first["vqa"]["image_size"] == {"pixels": 32, "chosen": "encoder", "native": 24, "encoder": 32,
                                           "fixed_input": False}  # fmt: skip
-    assert first["config"]["image_size"] is None  # the setting stays as given: automatic
+    assert first["config"]["image_size"] is None  # the setting stays as given
     other = run_json([*base, "--image-size", "16"], tmp_path, capsys)
-    assert (
-        other["vqa"]["image_size"]["pixels"] == 16 and other["vqa"]["image_size"]["chosen"] == "--image-size"
+    assert (other["vqa"]["image_size"]["pixels"], other["vqa"]["image_size"]["chosen"]) == (
+        16,
+        "--image-size",
     )
     assert other["vqa"]["encoded"]["images"]["computed"] == 11  # new pixels, new embeddings
     assert other["vqa"]["encoded"]["texts"]["computed"] == 0  # the questions' recipe did not change
+    # IMAGE_SIZE "native": images smaller than the encoder's input are encoded at their own size, a third entry
+    import peftlab.tasks.vqa.run as vqa_run
+
+    monkeypatch.setattr(vqa_run, "IMAGE_SIZE", "native")
+    native = run_json(base, tmp_path, capsys)
+    assert native["vqa"]["image_size"] == {"pixels": 24, "chosen": "native", "native": 24, "encoder": 32,
+                                           "fixed_input": False}  # fmt: skip
+    assert native["vqa"]["encoded"]["images"]["computed"] == 11
+    metas = [json.loads(m)["preprocessing"] for m in _cache_meta(empty_cache)]
+    # the key holds the size: one image file per size (None: the processor's own), one question file
+    assert sorted(str(m["image_size"]) for m in metas if "image_size" in m) == ["16", "24", "None"]
 
 
 def test_clip_style_encoder_and_product_fusion(tiny_clip, shapes_csv, tmp_path, capsys):
@@ -203,3 +215,18 @@ def test_unseen_eval_answers_count_as_wrong(tiny_image_encoder, tiny_text_encode
     assert m["unseen_answer_share"] == 0.5  # "curtain" never answers a training question
     assert m["accuracy"] <= 0.5 and "curtain" not in rec["data"]["label_names"]
     assert rec["metrics"]["per_type"] is None  # DAQUAR has no question types
+
+
+def _cache_meta(folder) -> list[str]:
+    import torch
+
+    return [torch.load(f, weights_only=True)["meta"] for f in sorted(folder.glob("*.pt"))]
+
+
+def test_fixed_input_encoder_refuses_another_image_size(tiny_clip, shapes_csv, tmp_path, capsys):
+    code = main(["run", "--task", "vqa", "--dataset", shapes_csv, "--encoder", tiny_clip, "--image-size", "16", *FAST,
+                 "--out", str(tmp_path / "runs"), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert (
+        code == 2 and len(err.splitlines()) == 1 and "--image-size 16" in err and "32-px images only" in err
+    )

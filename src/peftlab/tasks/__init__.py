@@ -27,13 +27,22 @@ class Task:
     infer: Callable | None = None  # (cfg, cache) -> the task's name, from the dataset (classification)
     check: Callable = _no_check  # (cfg) -> None: the task's own settings, as bad input with the flag
     lr: float | None = None  # default learning rate for every method of this task (else the method's own)
+    # the batch size `lr` was chosen at: with another batch size the default lr scales by batch / lr_batch
+    lr_batch: int | None = None
+    batch_size: int = 32  # default training batch size of this task
     models_optional: bool = False  # True: --model may be empty (vqa names its encoders instead)
     # (cfg, *, memo, progress, report) -> validation accuracy after training; report(epoch, accuracy) after each epoch
     # (tuning prunes there). Scores on the validation split only: test is never seen. None: not tunable yet.
     validate: Callable | None = None
 
-    def default_lr(self, method) -> float:
-        return self.lr if self.lr is not None else method.default_lr
+    def default_lr(self, method, batch_size: int | None = None) -> float:
+        """--lr when not given: the task's (scaled linearly to the batch size where it says at which one it was
+        chosen), else the method's own. VQA: 1e-3 at batch 32 -> 2e-3 at its default batch 64."""
+        if self.lr is None:
+            return method.default_lr
+        if self.lr_batch is None or batch_size is None:
+            return self.lr
+        return float(f"{self.lr * batch_size / self.lr_batch:.3g}")
 
 
 TASKS: dict[str, Task] = {}
@@ -69,4 +78,5 @@ from peftlab.tasks import classification, vqa  # noqa: E402
 register(Task("text-classification", classification.run, "lora", infer=classification.infer,
               validate=classification.validate))  # fmt: skip
 register(Task("image-classification", classification.run, "lora", validate=classification.validate))
-register(Task("vqa", vqa.run, "head", claims=vqa.claims, check=vqa.check, lr=vqa.LR, models_optional=True))
+register(Task("vqa", vqa.run, "head", claims=vqa.claims, check=vqa.check, lr=vqa.LR, lr_batch=vqa.LR_BATCH,
+              batch_size=vqa.BATCH, models_optional=True))  # fmt: skip

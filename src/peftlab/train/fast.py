@@ -65,7 +65,9 @@ def total_steps(n: int, batch_size: int, epochs: float) -> int:
 
 @contextmanager
 def torch_threads(n: int | None):
-    """Run with n intra-op threads (None: leave as is), restored after."""
+    """Run with n intra-op threads (None: leave as is), restored after. Heads of a few hundred columns train on one:
+    as fast as two on an idle 2-core machine at batch 32, and many times faster on a busy one, where OpenMP threads
+    spin waiting for each other on oversubscribed cores."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -131,7 +133,9 @@ def fit_heads(
                 losses.sum().backward()
                 if max_grad_norm > 0:
                     for params in own:  # each head's own global norm, as if trained alone
-                        nn.utils.clip_grad_norm_(params, max_grad_norm)
+                        nn.utils.clip_grad_norm_(
+                            params, max_grad_norm, foreach=True
+                        )  # one norm call, not 1/tensor
                 opt.step()
                 step, seen = step + 1, seen + len(idx)
                 epoch_loss += losses.detach()

@@ -193,14 +193,14 @@ class ImageSize:
     """The side images are resized and centre-cropped to before the image encoder, and why."""
 
     pixels: int  # what the encoder sees: pixels x pixels
-    chosen: str  # "--image-size" (given), "native" (the data's, smaller than the encoder's), "encoder" (its default)
+    chosen: (
+        str  # "--image-size" (given), "encoder" (its processor's own resize + crop), "native" (the data's)
+    )
     native: (
         int | None
-    )  # the data's native side: the largest shorter side over NATIVE_SAMPLE images (None: no images)
-    encoder: int | None  # the side the encoder's image processor makes by default (crop, else resize)
-    fixed: (
-        bool  # the encoder takes one input size only (position embeddings: ViT, CLIP): never resized natively
-    )
+    )  # the data's side: the largest shorter side over NATIVE_SAMPLE images (None: no images)
+    encoder: int | None  # the side the encoder's image processor makes by default (its crop, else its resize)
+    fixed: bool  # the encoder takes one input size only (learnt position embeddings: ViT, CLIP)
 
     @property
     def arg(self) -> int | None:
@@ -245,10 +245,12 @@ def fixed_input(tower: Tower, meta: torch.nn.Module) -> bool:
     return any("position" in n for n in names)
 
 
-def choose_image_size(given: int | None, tower: Tower, meta: torch.nn.Module, images) -> ImageSize:
-    """--image-size when given; else the data's native side when it is smaller than the encoder's and the encoder
-    takes any size (easy-VQA: 64 px instead of MobileNetV2's 224: ~12x fewer pixels, no less information); else the
-    encoder's own preprocessing, unchanged."""
+def choose_image_size(
+    given: int | None, tower: Tower, meta: torch.nn.Module, images, policy: str
+) -> ImageSize:
+    """--image-size when given; else, by `policy` (tasks/vqa/__init__.py IMAGE_SIZE): "encoder" keeps the encoder's
+    own preprocessing; "native" takes the data's side where it is smaller than the encoder's and the encoder takes any
+    size. A given size that a fixed-input encoder cannot take is bad input."""
     from transformers import AutoImageProcessor
 
     try:
@@ -257,8 +259,13 @@ def choose_image_size(given: int | None, tower: Tower, meta: torch.nn.Module, im
         encoder = None  # load_tower says what is missing when it loads the model
     native, fixed = native_side(images), fixed_input(tower, meta)
     if given is not None:
+        if fixed and encoder is not None and given != encoder:
+            raise BadInput(
+                f"--image-size {given}: {tower.flag} {tower.name} takes {encoder}-px images only (learnt position "
+                f"embeddings over a fixed grid); drop --image-size or give {encoder}"
+            )
         return ImageSize(given, "--image-size", native, encoder, fixed)
-    if native is not None and encoder is not None and native < encoder and not fixed:
+    if policy == "native" and native is not None and encoder is not None and native < encoder and not fixed:
         return ImageSize(native, "native", native, encoder, fixed)
     return ImageSize(encoder or native or 0, "encoder", native, encoder, fixed)
 

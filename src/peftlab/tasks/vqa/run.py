@@ -23,6 +23,7 @@ from peftlab.data.vqa import Columns, ImageSet, VQAData, load_vqa
 from peftlab.errors import BadInput
 from peftlab.params import Prediction, compare_counts, measure
 from peftlab.record import Data, Memory, Metrics, Params, Record, Time
+from peftlab.tasks.vqa import IMAGE_SIZE
 from peftlab.tasks.vqa.cache import embed_images, embed_texts, fingerprint, image_keys
 from peftlab.tasks.vqa.dual import contrastive_pairs, dual_params, fit_dual
 from peftlab.tasks.vqa.encoders import (
@@ -261,9 +262,18 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"{record.data.num_labels} answers")  # fmt: skip
 
     images = _join(tr.images, ev.images)  # the images this run encodes
-    size = choose_image_size(cfg.image_size, enc.image, metas["image"], images)
+    size = choose_image_size(cfg.image_size, enc.image, metas["image"], images, IMAGE_SIZE)
     enc_cfg = dataclasses.replace(cfg, image_size=size.arg)  # what the encoders and the cache key see
-    log(f"images at {size.pixels} px ({size.chosen}; data {size.native} px, encoder {size.encoder} px)")
+    hint = ""
+    if (
+        size.chosen == "encoder"
+        and size.native
+        and size.encoder
+        and size.native < size.encoder
+        and not size.fixed
+    ):
+        hint = f"; --image-size {size.native} encodes ~{(size.encoder / size.native) ** 2:.0f}x faster (see docs/vqa.md)"
+    log(f"images at {size.pixels} px ({size.chosen}; the data's are {size.native} px{hint})")
 
     with PeakMemory() as mem:
         emb_key = ("vqa-emb", enc.label, enc.image.location, enc.text.location, data_key, size.arg,
@@ -291,7 +301,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         singles = {name: new_head(inputs) for inputs, name in SINGLE_INPUT}
         stats = train_heads([head, *singles.values()], img, txt, ans.train, epochs=cfg.epochs, lr=cfg.lr,
                             batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
-                            max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, threads=HEAD_THREADS,
+                            max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, threads=cfg.threads or HEAD_THREADS,
                             progress=progress, desc=f"{cfg.method} {cfg.fusion} + 2 baselines s{cfg.seed}")  # fmt: skip
         with Timer() as t_eval:
             record.metrics = Metrics.from_dict(score(head))
@@ -334,7 +344,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
 
 
 SINGLE_INPUT = (("question", "question_only"), ("image", "image_only"))  # FusionHead inputs -> baseline name
-HEAD_THREADS = 1  # see train/fast.py torch_threads
+HEAD_THREADS = 1  # the heads' intra-op threads unless --threads says otherwise (train/fast.py torch_threads)
 
 
 def _baselines(ans: Answers, y_true, types, singles: dict, score) -> dict:
