@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from peftlab.errors import BadInput
@@ -26,7 +27,7 @@ def check_writable(folder: Path, flag: str) -> None:
     """The folder exists or can be made, and a file can be written in it; else one line of bad input."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".peftlab-write-check-{os.getpid()}"
+        probe = folder / f".peftlab-write-check-{os.getpid()}-{threading.get_ident()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:

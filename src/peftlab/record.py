@@ -103,6 +103,11 @@ class Memory(Section):
     )  # CUDA: torch's peak allocated memory during the run (MiB); absent on CPU
     extra: dict = field(default_factory=dict)
 
+    @property
+    def own_mb(self) -> float | None:
+        """What the run itself cost: run_peak_mb, or the process peak for records from before it existed."""
+        return self.run_peak_mb if self.run_peak_mb is not None else self.peak_rss_mb
+
 
 @dataclass
 class Parallel(Section):
@@ -114,11 +119,6 @@ class Parallel(Section):
     )
     grid: str | None = _omit()  # the grid (Optuna study) the point came from
     extra: dict = field(default_factory=dict)
-
-    @property
-    def own_mb(self) -> float | None:
-        """What the run itself cost: run_peak_mb, or the process peak for records from before it existed."""
-        return self.run_peak_mb if self.run_peak_mb is not None else self.peak_rss_mb
 
 
 @dataclass

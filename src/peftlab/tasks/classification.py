@@ -280,7 +280,8 @@ def _fit(model, anat, inputs: Inputs, cfg: RunConfig, memo: dict, log, *, progre
     fwd: skip_prefix(inputs.plan)'s CutForward when the run is cut (called inside it), else None."""
     method = REGISTRY[cfg.method]
     cut = None
-    if fwd is not None and method.name == "head" and method.after_step is None:
+    # --report-to: the accelerate loop, which logs every step to the trackers (the lean loop does not)
+    if fwd is not None and method.name == "head" and method.after_step is None and trackers.active() is None:
         cut = plan_head_cut(model, anat, inputs.plan, fwd, inputs.eval, log)
     if cut is None:
         return train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
