@@ -254,7 +254,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     from peftlab.flops import Effect
     from peftlab.flops.graph import Dim
 
-    added = next((a for a in plan.added if a.component.startswith(ADALORA)), None)
+    added = adapters.added_entry(plan, ADALORA)
     if added is None:
         return Effect()
     r, by_name = knobs.init_r, {x.name: x for x in arch.layers}

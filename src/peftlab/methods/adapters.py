@@ -70,6 +70,12 @@ def targeted_plan(arch, anat, entries: list[str], modules_to_save: list[str] | N
     return Plan(copied=copied, unsupported=unsupported), layers_named(arch, names)
 
 
+def added_entry(plan, prefix: str):
+    """The plan's added-parameters entry of this adapter (its component name starts with `prefix`), or None where the
+    method adapted nothing here; the FLOP hooks read their component and layers from it."""
+    return next((a for a in plan.added if a.component.startswith(prefix)), None)
+
+
 def per_layer(component: str, layers, term, markers: tuple[str, ...]):
     """One `Added` breakdown line: term(layer) -> (expression, count) for each adapted layer, merged by render.py."""
     from peftlab.params.plan import Added

@@ -239,7 +239,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     trained) into its own product; a Conv2d rotates its weight (n×n×out) and convolves with it (its weight trains)."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(BOFT_R)), None)
+    added = adapters.added_entry(plan, BOFT_R)
     if added is None:
         return Effect()
     by_name = {x.name: x for x in arch.layers}

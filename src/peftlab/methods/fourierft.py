@@ -123,7 +123,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     is not a matmul and counts 0 here, as in FlopCounterMode (≈ 5·out·in·log2(out·in) real operations)."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(SPECTRUM)), None)
+    added = adapters.added_entry(plan, SPECTRUM)
     if added is None:
         return Effect()
 

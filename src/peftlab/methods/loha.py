@@ -109,7 +109,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     on that share of training steps: the counts are then an upper bound."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(LOHA)), None)
+    added = adapters.added_entry(plan, LOHA)
     if added is None:
         return Effect()
     if knobs.use_effective_conv2d and any(

@@ -154,7 +154,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     the update ran every step (an upper bound)."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(LOKR)), None)
+    added = adapters.added_entry(plan, LOKR)
     if added is None:
         return Effect()
     r = knobs.r

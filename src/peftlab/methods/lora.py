@@ -107,7 +107,7 @@ def lora_flops(arch, anat, knobs: Knobs, task: str, plan: Plan, *, dora: bool):
     from peftlab.flops import Effect
     from peftlab.flops.graph import Dim
 
-    added = next((a for a in plan.added if a.component.startswith(LORA)), None)
+    added = adapters.added_entry(plan, LORA)
     if added is None:
         return Effect()
     r, dropout = knobs.r, knobs.dropout > 0

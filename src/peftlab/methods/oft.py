@@ -252,7 +252,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     backward one batched b×b product."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(OFT)), None)
+    added = adapters.added_entry(plan, OFT)
     if added is None:
         return Effect()
     by_name = {x.name: x for x in arch.layers}

@@ -104,7 +104,7 @@ def flops(arch, anat, knobs: Knobs, task: str, plan: Plan):
     (r -> out; its input always needs a gradient: λ_d trains)."""
     from peftlab.flops import Effect
 
-    added = next((a for a in plan.added if a.component.startswith(LAMBDAS)), None)
+    added = adapters.added_entry(plan, LAMBDAS)
     if added is None:
         return Effect()
     r = knobs.r
