@@ -90,9 +90,21 @@ def _queue(tmp_path: Path, storage: str, heartbeat: int = 1):
     return study, shown
 
 
-def _worker(storage: str, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "peftlab", "worker", "--storage", storage, "--grid", "g", "--heartbeat", "1",
-           "--quiet", "--json", *extra]  # fmt: skip
+# A worker whose training never returns: it claims a point, beats, and sits there until it is killed, so the test
+# does not race a fast point (head on cached features can finish both points inside any fixed sleep).
+_HANGS = (
+    "import sys, time\n"
+    "import peftlab.tasks.classification as c\n"
+    "c._fit = lambda *a, **k: time.sleep(3600)\n"
+    "from peftlab.cli import entry\n"
+    "sys.argv = ['peftlab', *sys.argv[1:]]\n"
+    "entry()\n"
+)
+
+
+def _worker(storage: str, *extra: str, hangs: bool = False) -> subprocess.Popen:
+    start = [sys.executable, "-c", _HANGS] if hangs else [sys.executable, "-m", "peftlab"]
+    cmd = [*start, "worker", "--storage", storage, "--grid", "g", "--heartbeat", "1", "--quiet", "--json", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 
@@ -103,20 +115,16 @@ def test_a_killed_workers_point_is_run_again(tmp_path):
     from peftlab.workers import point_states
 
     study, shown = _queue(tmp_path, f"sqlite:///{tmp_path / 'q.db'}")
-    first = _worker(shown)
+    first = _worker(shown, hangs=True)
     deadline = time.monotonic() + 300
     while not any(t.state.name == "RUNNING" for t in study.get_trials(deepcopy=False)):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.2)
     time.sleep(2.0)  # its heartbeat thread has beaten (Optuna counts only trials that beat once as stale)
-    first.send_signal(signal.SIGKILL)  # mid-point: it claimed the point and is loading the model or training
+    assert first.poll() is None  # still inside its first point
+    first.send_signal(signal.SIGKILL)
     first.wait()
-    # head on cached features is quick: the first worker may have finished point 0 before it was killed on point 1
-    before = (
-        len(Store(tmp_path / "peftlab.db", read_only=True).records())
-        if (tmp_path / "peftlab.db").exists()
-        else 0
-    )
+    assert not (tmp_path / "peftlab.db").exists() or not Store(tmp_path / "peftlab.db", read_only=True).records()
     second = _worker(shown)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
@@ -128,7 +136,7 @@ def test_a_killed_workers_point_is_run_again(tmp_path):
     assert point_states(study) == {0: "COMPLETE", 1: "COMPLETE"}
     records = Store(tmp_path / "peftlab.db", read_only=True).records()
     assert sorted((r.seed, r.status) for r in records) == [(0, "ok"), (1, "ok")]  # each point stored once
-    assert json.loads(out)["points_run"] == 2 - before
+    assert json.loads(out)["points_run"] == 2  # the killed one's point and the one it never reached
 
 
 @pytest.mark.slow
