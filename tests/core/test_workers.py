@@ -104,7 +104,19 @@ _HANGS = (
 
 def _worker(storage: str, *extra: str, hangs: bool = False) -> subprocess.Popen:
     start = [sys.executable, "-c", _HANGS] if hangs else [sys.executable, "-m", "peftlab"]
-    cmd = [*start, "worker", "--storage", storage, "--grid", "g", "--heartbeat", "1", "--quiet", "--json", *extra]
+    cmd = [
+        *start,
+        "worker",
+        "--storage",
+        storage,
+        "--grid",
+        "g",
+        "--heartbeat",
+        "1",
+        "--quiet",
+        "--json",
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 
@@ -124,7 +136,9 @@ def test_a_killed_workers_point_is_run_again(tmp_path):
     assert first.poll() is None  # still inside its first point
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert not (tmp_path / "peftlab.db").exists() or not Store(tmp_path / "peftlab.db", read_only=True).records()
+    assert (
+        not (tmp_path / "peftlab.db").exists() or not Store(tmp_path / "peftlab.db", read_only=True).records()
+    )
     second = _worker(shown)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
