@@ -52,6 +52,10 @@ class Store:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             self._check_existing()
+        elif (
+            read_only
+        ):  # an empty file: a store another process is creating this instant, or not a store at all
+            raise BadInput(f"--store {path}: the store holds no runs yet (an empty file)")
         if not read_only:
             try:
                 with self._connect() as db:
