@@ -186,6 +186,10 @@ def _classifier(folder: Path, batch_size: int) -> Predictor:
     from peftlab.train.encode import encode, eval_batches
 
     model, processor, p = portable.load(folder)
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )  # as training: a GPU when there is one
+    model.to(device)
 
     def logits(items: list[Item]) -> torch.Tensor:
         inputs = [it.value for it in items] if p.task == TEXT else [_pil(it) for it in items]
@@ -194,7 +198,8 @@ def _classifier(folder: Path, batch_size: int) -> Predictor:
         out = torch.empty(len(items), len(p.label_names))
         with torch.inference_mode():
             for idx in eval_batches(enc, batch_size):  # length-sorted batches, put back in place by index
-                out[idx] = model(**enc.collate(idx, with_labels=False)).logits.float()
+                batch = {k: v.to(device) for k, v in enc.collate(idx, with_labels=False).items()}
+                out[idx] = model(**batch).logits.float().cpu()
         return out
 
     return Predictor(p.task, p.label_names, logits, batch_size)
