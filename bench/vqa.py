@@ -232,7 +232,7 @@ def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> st
     for kind in ("warm", "cold"):
         for name, s in summary[kind].items():
             met = "" if name == "old" else ("yes" if s["target_met"] else "no")
-            ratio = "" if name == "old" else f"{_cell(s['ratio'])}x"
+            ratio = "" if name == "old" or s["ratio"] is None else f"{s['ratio']:.2f}x"
             lines.append(f"| {name} | {kind} | {_cell(s['wall_s'])} | {ratio} | {met} |")
     vqa_cols = ["tree", "kind", "seed", "wall_s", "encode_s", "train_s", "baselines_s", "steps", "batch_size", "lr",
                 "image_size", "accuracy", "question_only", "image_only", "peak_rss_mb"]  # fmt: skip
@@ -245,7 +245,7 @@ def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> st
         lines += ["", f"`head` on cached image features: `peftlab run {' '.join(HEAD)} --epochs "
                   f"{info['settings']['head_epochs']:g} --max-train-samples {info['settings']['head_train_samples']}`"
                   f"; per-step time of the head's training (train_s less the prefix-cache pass, over its steps): "
-                  f"old {_cell(h['old'])} ms, new {_cell(h['new'])} ms, {_cell(h['ratio'])}x.", "",
+                  f"old {_cell(h['old'])} ms, new {_cell(h['new'])} ms, {h['ratio'] or 0:.2f}x.", "",
                   "| tree | seed | train s | prefix pass s | head s | steps | ms / step | accuracy |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|", *_rows(head, head_cols)]  # fmt: skip
     return "\n".join(lines) + "\n"
