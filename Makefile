@@ -9,7 +9,7 @@ APT_STAMP := $(VENV)/.peftlab-apt
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test bench bench-vqa lint format clean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -44,6 +44,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/speed.py --out bench-out
+
+# the easy-VQA run before / after the fast head loop, cold and warm (~45 min on 2 cores; docs/bench.md)
+bench-vqa: setup
+	$(BIN)/python bench/vqa.py --out bench-out/vqa --variant='--image-size 64'
 
 lint: setup
 	$(BIN)/ruff check src tests bench tools

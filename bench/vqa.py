@@ -48,6 +48,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--max-train-samples", type=int, help="VQA training questions (default: all 34,598)")
     p.add_argument("--max-eval-samples", type=int, help="VQA test questions (default: all 9,673)")
     p.add_argument("--repeats", type=int, default=1, help="cold + warm runs per tree (seeds 0..R-1)")
+    p.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                   help="also run the new tree with these extra flags, e.g. --variant='--image-size 64' (repeatable)")  # fmt: skip
     p.add_argument(
         "--head-epochs", type=float, default=20.0, help="`head` on fashion-mnist: epochs (0: skip)"
     )
@@ -169,12 +171,17 @@ def _ratio(old, new):
 
 
 def summarise(vqa: list[dict], head: list[dict]) -> dict:
+    """Median wall seconds per (run, cache) and each new run's ratio to the old one: {kind: {name: {...}}}."""
     out = {}
     for kind in ("cold", "warm"):
-        walls = {t: _median([r["wall_s"] for r in vqa if r["kind"] == kind and r["tree"] == t and "error" not in r])
-                 for t in ("old", "new")}  # fmt: skip
-        out[kind] = {**walls, "ratio": _ratio(walls["old"], walls["new"])}
-        out[kind]["target_met"] = out[kind]["ratio"] is not None and out[kind]["ratio"] >= TARGET
+        walls = {}
+        for name in dict.fromkeys(r["tree"] for r in vqa):
+            walls[name] = _median([r["wall_s"] for r in vqa if r["kind"] == kind and r["tree"] == name
+                                   and "error" not in r])  # fmt: skip
+        out[kind] = {name: {"wall_s": w, "ratio": _ratio(walls.get("old"), w) if name != "old" else None}
+                     for name, w in walls.items()}  # fmt: skip
+        for row in out[kind].values():
+            row["target_met"] = row["ratio"] is not None and row["ratio"] >= TARGET
     steps = {
         t: _median([r["ms_per_step"] for r in head if r["tree"] == t and "error" not in r])
         for t in ("old", "new")
@@ -219,13 +226,14 @@ def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> st
         )
         + f", seeds 0..{info['settings']['repeats'] - 1}; cold = empty embedding cache, warm = the same run again.",
         "",
-        "| run | old wall s | new wall s | old / new | target 3x |",
-        "|---|---:|---:|---:|---|",
+        "| run | cache | median wall s | old / this | target 3x |",
+        "|---|---|---:|---:|---|",
     ]
     for kind in ("warm", "cold"):
-        s = summary[kind]
-        lines.append(f"| {kind} cache | {_cell(s['old'])} | {_cell(s['new'])} | {_cell(s['ratio'])}x | "
-                     f"{'yes' if s['target_met'] else 'no'} |")  # fmt: skip
+        for name, s in summary[kind].items():
+            met = "" if name == "old" else ("yes" if s["target_met"] else "no")
+            ratio = "" if name == "old" or s["ratio"] is None else f"{s['ratio']:.2f}x"
+            lines.append(f"| {name} | {kind} | {_cell(s['wall_s'])} | {ratio} | {met} |")
     vqa_cols = ["tree", "kind", "seed", "wall_s", "encode_s", "train_s", "baselines_s", "steps", "batch_size", "lr",
                 "image_size", "accuracy", "question_only", "image_only", "peak_rss_mb"]  # fmt: skip
     lines += ["", "| tree | cache | seed | wall s | encode s | train s | baselines s | steps | batch | lr | image px "
@@ -237,7 +245,7 @@ def markdown(info: dict, vqa: list[dict], head: list[dict], summary: dict) -> st
         lines += ["", f"`head` on cached image features: `peftlab run {' '.join(HEAD)} --epochs "
                   f"{info['settings']['head_epochs']:g} --max-train-samples {info['settings']['head_train_samples']}`"
                   f"; per-step time of the head's training (train_s less the prefix-cache pass, over its steps): "
-                  f"old {_cell(h['old'])} ms, new {_cell(h['new'])} ms, {_cell(h['ratio'])}x.", "",
+                  f"old {_cell(h['old'])} ms, new {_cell(h['new'])} ms, {h['ratio'] or 0:.2f}x.", "",
                   "| tree | seed | train s | prefix pass s | head s | steps | ms / step | accuracy |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|", *_rows(head, head_cols)]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -261,17 +269,21 @@ def main(argv=None) -> int:
         if a.max_eval_samples:
             vqa_args += ["--max-eval-samples", str(a.max_eval_samples)]
         vqa_rows, head_rows = [], []
+        runs = {"old": ("old", []), "new": ("new", [])}  # name -> (tree, extra flags)
+        runs.update({f"new {v}": ("new", v.split()) for v in a.variant})
         for seed in range(a.repeats):
-            order = ("old", "new") if seed % 2 == 0 else ("new", "old")  # alternate who runs first
-            for name in order:
-                shutil.rmtree(caches[name] / "embeddings", ignore_errors=True)
+            names = list(runs) if seed % 2 == 0 else list(reversed(runs))  # alternate who runs first
+            for name in names:
+                tree, extra = runs[name]
+                shutil.rmtree(caches[tree] / "embeddings", ignore_errors=True)
                 for kind in ("cold", "warm"):
                     print(f"[bench] vqa {name} {kind} seed {seed} ...", file=sys.stderr, flush=True)
-                    res = run_cli(trees[name], caches[name], [*vqa_args, "--seed", str(seed)], tmp / "runs")
+                    args = [*vqa_args, *extra, "--seed", str(seed)]
+                    res = run_cli(trees[tree], caches[tree], args, tmp / "runs")
                     vqa_rows.append(_vqa_row(name, kind, seed, res))
                     print(f"[bench]   {json.dumps(vqa_rows[-1])[:300]}", file=sys.stderr, flush=True)
             if a.head_epochs > 0:
-                for name in order:
+                for name in [n for n in names if n in trees]:
                     print(f"[bench] head {name} seed {seed} ...", file=sys.stderr, flush=True)
                     args = [*HEAD, "--epochs", str(a.head_epochs), "--max-train-samples", str(a.head_train_samples),
                             "--max-eval-samples", "1000", "--seed", str(seed), "--no-save-model"]  # fmt: skip
