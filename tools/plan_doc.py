@@ -139,9 +139,13 @@ peak above its level at the start. The report's memory plot and leaderboard use 
 and what earlier runs of a grid keep no longer hide the difference between methods.
 
 The prediction is the run's own peak: the weights it loads, the encoded data and frozen-prefix caches it builds, a
-constant for its runtime objects, and the larger of the evaluation's working set and training's gradients, AdamW's two
-moments, the activations the largest batch keeps for its backward (counted tensor by tensor as autograd keeps them)
-and the backward's working set.
+constant for its runtime objects, and the largest of three working sets: training's gradients, AdamW's two moments,
+the activations the largest batch keeps for its backward (counted tensor by tensor as autograd keeps them) and the
+backward's working set; the evaluation forward's; the frozen-prefix capture's. Three factors in it are measured, not
+derived (`src/peftlab/plan/memory.py`): a run's RSS grows by about twice its fp32 weights (the checkpoint's pages and
+the tensors), the backward's working set is about 0.7 × the kept activations, and a forward without gradients holds
+each distinct activation size two (transformers) or three (CNNs) times, glibc reusing freed blocks of a size it has
+seen. RSS is the allocator's high-water mark, not the live tensors: expect ±25%, more on small runs.
 
 ## Accuracy
 

@@ -204,9 +204,10 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
         out["notes"].append(f"frozen-prefix cache {cache_bytes / 2**20:,.0f} MiB: beyond --cache-budget-mb "
                             f"{cfg.cache_budget_mb:,.0f} it goes to memory-mapped files")  # fmt: skip
         cache_bytes = budget
-    parts = memory.parts(total_params=pred.total or 0, trainable=trainable, train_graph=fp.train,
+    parts = memory.parts(kind=fp.arch.kind, total_params=pred.total or 0, trainable=trainable, train_graph=fp.train,
                          eval_graph=fp.eval, train_steps=steps, eval_steps=evals, data_bytes=data_bytes,
-                         cache_bytes=cache_bytes, training=method.needs_training)  # fmt: skip
+                         cache_bytes=cache_bytes, training=method.needs_training, capture_graph=fp.capture,
+                         capture_steps=cap_train + cap_eval)  # fmt: skip
     out["memory"] = {
         "peak_mb": round(memory.peak(parts), 1),
         "parts": {k: round(v, 1) for k, v in parts.items()},
