@@ -42,7 +42,7 @@ def _mean_tokens(steps) -> float:
     return sum(b * t for b, t in steps) / samples if samples else 0.0
 
 
-def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool) -> float:
+def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool, image=None) -> float:
     """Seconds of g over these (batch, tokens) steps: each distinct shape costed once, times its count."""
     if not steps or g is None:
         return 0.0
@@ -54,7 +54,7 @@ def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool) -> float:
     from peftlab.plan.timing import step_seconds
 
     cal = ctx.calibration
-    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text)["total"]
+    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text, image=image)["total"]
                for (b, t), n in shapes.items())  # fmt: skip
 
 
@@ -185,10 +185,11 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     trainable = pred.trainable or 0
     if shapes.n_eval is None:
         evals = []
-    t_train = _seconds(ctx, fp.train, steps, params=trainable, text=shapes.text)
-    t_cap_train = _seconds(ctx, fp.capture, cap_train, text=shapes.text)
-    t_eval = _seconds(ctx, fp.eval, evals, text=shapes.text)
-    t_cap_eval = _seconds(ctx, fp.capture, cap_eval, text=shapes.text)
+    kw = {"text": shapes.text, "image": shapes.image}
+    t_train = _seconds(ctx, fp.train, steps, params=trainable, **kw)
+    t_cap_train = _seconds(ctx, fp.capture, cap_train, **kw)
+    t_eval = _seconds(ctx, fp.eval, evals, **kw)
+    t_cap_eval = _seconds(ctx, fp.capture, cap_eval, **kw)
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,
@@ -242,7 +243,8 @@ def _machine(ctx: Context) -> dict:
     return {**cal.machine, "calibration": where, "estimate": False}
 
 
-def default_context(accelerator: str | None = None, calibration: str | None = None) -> Context:
+def default_context(accelerator: str | None = None, calibration: str | None = None,
+                    recalibrate: bool = False) -> Context:  # fmt: skip
     """This machine's calibration (measured now where the cache lacks a shape), a stored one (`--calibration FILE`:
     made on another machine, nothing measured), or an accelerator's specs."""
     if accelerator:
@@ -253,7 +255,7 @@ def default_context(accelerator: str | None = None, calibration: str | None = No
 
     if calibration:
         return Context(calibration=Calibration(path=calibration, stored=True))
-    return Context(calibration=Calibration())
+    return Context(calibration=Calibration(fresh=recalibrate))
 
 
 def plan_grid(runs, *, ctx: Context | None = None, train_size=None, eval_size=None, seq_length=None,

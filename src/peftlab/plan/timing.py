@@ -63,9 +63,11 @@ def bucket(x: int) -> int:
 class Calibration:
     """Timings of this machine by key ("linear|m,k,n|fwd" -> seconds), read from and written to the cache file."""
 
-    def __init__(self, *, path: Path | None = None, measure: bool = True, stored: bool = False):
+    def __init__(self, *, path: Path | None = None, measure: bool = True, stored: bool = False,
+                 fresh: bool = False):  # fmt: skip
         """path None: this machine's cache file. stored: `path` is a table made elsewhere (`--calibration FILE`): its
-        machine is the one reported, and nothing is measured (a shape it lacks is bad input)."""
+        machine is the one reported, and nothing is measured (a shape it lacks is bad input). fresh: measure
+        everything again (`--recalibrate`; the cache file is replaced)."""
         import torch
 
         self.machine = machine()
@@ -78,6 +80,8 @@ class Calibration:
         self.new = 0  # keys measured by this process
         self.spent_s = 0.0  # seconds spent measuring
         try:
+            if fresh:
+                raise OSError("recalibrating")
             data = json.loads(self.path.read_text())
             if stored or data.get("machine") == self.machine:
                 self.table = data.get("timings", {})
@@ -124,18 +128,12 @@ class Calibration:
         import torch
 
         sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
-        one = math.inf
-        for _ in range(
-            2 if one_call_s(fn, sync) > 0.05 else 3
-        ):  # the best single call sets a ~2 ms loop's calls
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            one = min(one, time.perf_counter() - t0)
-        if one > 0.05:  # long products (a ViT-B step's matmuls): the best of the calls already made
+        one_call_s(fn, sync)  # warm-up: caches, oneDNN's kernels
+        one = min(one_call_s(fn, sync) for _ in range(3))
+        if one > 0.05:  # long products (a ViT-B step's matmuls): the best of three calls
             return one
         reps = max(1, min(500, int(LOOP_S / max(one, 1e-7))))
-        best = math.inf
+        best = one
         for _ in range(5):
             t0 = time.perf_counter()
             for _ in range(reps):
@@ -287,9 +285,8 @@ class Calibration:
         f = self.get("overhead|fwd", lambda: self._overhead()[0])
         return f, self.get("overhead|bwd", lambda: self._overhead()[1])
 
-    def collate(self, batch: int, tokens: int) -> float:
-        """Making one batch from encoded data (text: padding Python-side; images: gathering pixels, tokens 0 -> the
-        image side in the key is given by the caller)."""
+    def collate(self, batch: int, tokens: int, image: tuple[int, int] | None = None) -> float:
+        """Making one batch from encoded data: text padded Python-side to `tokens`; images gathered at `image`."""
         import torch
 
         from peftlab.train.encode import Encoded
@@ -299,12 +296,16 @@ class Calibration:
                 ids = [torch.randint(3, 100, (tokens,)) for _ in range(batch)]
                 enc = Encoded("text-classification", torch.zeros(batch, dtype=torch.long), input_ids=ids)
             else:
-                enc = Encoded("image-classification", torch.zeros(batch, dtype=torch.long),
-                              pixel_values=torch.zeros(batch, 3, 8, 8))  # fmt: skip
-            idx = list(range(batch))
+                h, w = image or (8, 8)
+                enc = Encoded("image-classification", torch.zeros(4 * batch, dtype=torch.long),
+                              pixel_values=torch.zeros(4 * batch, 3, h, w))  # fmt: skip
+            idx = (
+                list(range(0, 4 * batch, 4)) if tokens <= 0 else list(range(batch))
+            )  # scattered, as shuffled
             return self._timed(lambda: enc.collate(idx))
 
-        return self.get(f"collate|{batch},{tokens}", run)
+        side = f"|{image[0]}x{image[1]}" if tokens <= 0 and image else ""
+        return self.get(f"collate|{batch},{tokens}{side}", run)
 
     # helpers: several numbers from one measurement
 
@@ -414,7 +415,7 @@ def op_seconds(cal: Calibration, op: Op, batch: int, tokens: int, *, text_mask: 
 
 
 def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimizer_params: int = 0,
-                 text: bool = False) -> dict:  # fmt: skip
+                 text: bool = False, image: tuple[int, int] | None = None) -> dict:  # fmt: skip
     """Seconds of one pass of graph g over a batch: products (forward, backward), elementwise work, framework
     overhead per call, the optimiser step (training) and making the batch."""
     fwd = bwd = 0.0
@@ -429,9 +430,8 @@ def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimiz
     calls = len(g.ops) + len(g.elementwise)
     per_f, per_b = cal.per_op()
     backward_calls = sum(1 for op in g.ops if op.bwd != Poly()) + sum(1 for e in g.elementwise if e[2])
-    overhead = (
-        calls * per_f + backward_calls * per_b + cal.collate(bucket(batch), bucket(tokens) if text else 0)
-    )
+    collate = cal.collate(bucket(batch), bucket(tokens) if text else 0, image)
+    overhead = calls * per_f + backward_calls * per_b + collate
     opt = cal.optimizer(optimizer_params) if g.training and optimizer_params else 0.0
     return {"products_fwd": fwd, "products_bwd": bwd, "elementwise": ew_f + ew_b, "overhead": overhead,
             "optimizer": opt, "total": fwd + bwd + ew_f + ew_b + overhead + opt}  # fmt: skip
