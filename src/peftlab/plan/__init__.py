@@ -190,6 +190,9 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     t_cap_train = _seconds(ctx, fp.capture, cap_train, **kw)
     t_eval = _seconds(ctx, fp.eval, evals, **kw)
     t_cap_eval = _seconds(ctx, fp.capture, cap_eval, **kw)
+    fixed_train, fixed_eval = ctx.calibration.fixed() if ctx.calibration is not None else (0.0, 0.0)
+    t_train += fixed_train if steps else 0.0
+    t_eval += fixed_eval if evals else 0.0
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,

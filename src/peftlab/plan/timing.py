@@ -307,6 +307,37 @@ class Calibration:
         side = f"|{image[0]}x{image[1]}" if tokens <= 0 and image else ""
         return self.get(f"collate|{batch},{tokens}{side}", run)
 
+    def fixed(self) -> tuple[float, float]:
+        """(train, evaluate) seconds a run spends whatever its size: the training loop's set-up (accelerate, the
+        optimiser, the scheduler, the data loader) and an evaluation's (metrics), timed on a one-parameter model."""
+        import torch
+
+        from peftlab.train.encode import Encoded
+        from peftlab.train.evaluate import evaluate
+        from peftlab.train.loop import train
+
+        class One(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.zeros(2))
+
+            def forward(self, pixel_values, labels=None):
+                logits = pixel_values.flatten(1)[:, :2] * self.w
+                loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+                return type("Out", (), {"loss": loss, "logits": logits})()
+
+        enc = Encoded("image-classification", torch.tensor([0, 1]), pixel_values=torch.zeros(2, 3, 2, 2))
+
+        def run_train():
+            return min(train(One(), enc, lr=1e-3, epochs=1, batch_size=2, seed=0, progress=False).train_s
+                       for _ in range(3))  # fmt: skip
+
+        def run_eval():
+            model = One()
+            return self._timed(lambda: evaluate(model, enc, 2, ["a", "b"]))
+
+        return self.get("fixed|train", run_train), self.get("fixed|eval", run_eval)
+
     # helpers: several numbers from one measurement
 
     def _triple(self, key: str, run) -> tuple[float, float, float]:
