@@ -1,9 +1,11 @@
 """A run's own peak memory, predicted: what it adds to the process while it runs (the record's `memory.run_peak_mb`).
 
-`peak(parts)` over `parts(...)`: the weights it loads (twice: see LOADED_COPIES); in
+`peak(parts)` over `parts(...)`: the weights it touches (the checkpoint is memory-mapped: a page counts once read, and a
+word-embedding table only at the rows the data uses, unless it trains); in
 training the gradients and AdamW's two moments of what trains, the activations the largest batch keeps for its
 backward (flops/graph.py's Saved list) and the backward's working set; in evaluation a forward's working set at the
-evaluation batch; the encoded data and frozen-prefix caches it builds. The two factors are measured (see below).
+evaluation batch; the encoded data and frozen-prefix caches it builds. Its constants are measured (below): RSS is the
+allocator's high-water mark, not the live tensors, and only runs show where it lands.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 MB = 2**20
 # What a run holds besides the arithmetic below, measured on this project's runs (MiB): the tokenizer or image
 # processor, PEFT's wrappers, autograd's bookkeeping, the allocator's rounding. See docs/plan.md.
-RUNTIME_MB = 40.0
-# A run's RSS grows by about twice its fp32 weights while it loads the checkpoint and first runs the model (the file's
-# pages and the tensors; measured: baseline and head runs of MiniLM-L6 add ~2 × 87 MiB besides caches and data).
-LOADED_COPIES = 2
+RUNTIME_MB = 80.0
 # The backward's working set above the kept activations: activation gradients, and freed blocks glibc's allocator does
-# not hand back between them, measured at ~0.7 × the kept activations (MiniLM-L6 LoRA / IA3 / BitFit steps).
-BACKWARD_FACTOR = 0.7
-# see forward_bytes: how many tensors of each distinct activation size a forward holds at once (transformers: an op's
-# input and output; CNNs: a conv's output, its BatchNorm's and its activation's)
-FORWARD_COPIES = {"transformer": 2, "cnn": 3}
+# not hand back between them, measured at ~0.9 × the kept activations (MiniLM-L6 LoRA / IA3 / BitFit / full steps).
+# AdamW's moments are made after the first backward, in memory the activations freed: only what exceeds half of
+# the kept activations adds to the peak (full fine-tuning of MiniLM-L6: 172 MiB of moments, no growth).
+BACKWARD_FACTOR = 0.9
+OPTIMIZER_REUSE = 0.5
+# see forward_bytes: how many tensors of each distinct activation size a forward without gradients leaves at its
+# high-water (text: batches of different lengths make different sizes, so freed blocks are reused less)
+FORWARD_COPIES = {"transformer": 4, "cnn": 3}
 
 
 def _largest(g, batch: int, tokens: int) -> float:
@@ -40,18 +42,18 @@ def saved_bytes(g, batch: int, tokens: int) -> float:
 def forward_bytes(g, batch: int, tokens: int, kind: str) -> float:
     """What a forward pass without gradients (evaluation, the frozen-prefix capture) holds at its high-water: each
     distinct activation size a few times (FORWARD_COPIES), the allocator reusing freed blocks of a size it has seen.
-    Measured: MobileNetV2 at 64 px, batch 64: 136 MiB (17 sizes summing to 63 MiB); MiniLM-L6, batch 64 × 64 tokens:
-    ~75 MiB (4 sizes summing to 30 MiB)."""
+    Measured: MobileNetV2 at 64 px, batch 64: 136 MiB (17 sizes summing to 63 MiB, evaluation alone); MiniLM-L6's
+    capture over 600 tweets in batches of 64: ~90-150 MiB (4 sizes summing to 30 MiB at 64 tokens)."""
     sizes = {numel.at(tokens) for _what, numel, _b in g.elementwise}
     return FORWARD_COPIES[kind] * 4.0 * batch * sum(sizes)
 
 
-def parts(*, kind: str, total_params: int, trainable: int, train_graph, eval_graph, train_steps, eval_steps,
+def parts(*, kind: str, resident_params: int, trainable: int, train_graph, eval_graph, train_steps, eval_steps,
           data_bytes: float, cache_bytes: float, training: bool, capture_graph=None,
           capture_steps=()) -> dict:  # fmt: skip
     """Each part of the peak in MiB (see the module doc)."""
     out = {
-        "weights": LOADED_COPIES * 4.0 * total_params / MB,
+        "weights": 4.0 * resident_params / MB,
         "data": data_bytes / MB,
         "prefix_cache": cache_bytes / MB,
         "runtime": RUNTIME_MB,
@@ -76,5 +78,7 @@ def parts(*, kind: str, total_params: int, trainable: int, train_graph, eval_gra
 def peak(p: dict) -> float:
     """The peak: what stays (weights, data, caches, runtime) + the larger of the training and evaluation phases."""
     stays = p["weights"] + p["data"] + p["prefix_cache"] + p["runtime"]
-    train = sum(p.get(k, 0.0) for k in ("gradients", "optimizer", "activations", "backward_working_set"))
+    acts = p.get("activations", 0.0)
+    adam = max(p.get("optimizer", 0.0) - OPTIMIZER_REUSE * acts, 0.0)
+    train = p.get("gradients", 0.0) + adam + acts + p.get("backward_working_set", 0.0)
     return stays + max(train, p.get("eval_working_set", 0.0), p.get("capture_working_set", 0.0))

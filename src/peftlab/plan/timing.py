@@ -307,16 +307,17 @@ class Calibration:
         side = f"|{image[0]}x{image[1]}" if tokens <= 0 and image else ""
         return self.get(f"collate|{batch},{tokens}{side}", run)
 
-    def fixed(self) -> tuple[float, float]:
-        """(train, evaluate) seconds a run spends whatever its size: the training loop's set-up (accelerate, the
-        optimiser, the scheduler, the data loader) and an evaluation's (metrics), timed on a one-parameter model."""
+    def fixed(self) -> tuple[float, float, float, float]:
+        """(train set-up, train per step, evaluation set-up, evaluation per batch) seconds that do not depend on the
+        model: accelerate, the optimiser and scheduler, the data loader, the loop's own work per step, the metrics;
+        timed by running peftlab's loop and evaluation on a two-parameter model over 1 and 41 tiny batches."""
         import torch
 
         from peftlab.train.encode import Encoded
         from peftlab.train.evaluate import evaluate
         from peftlab.train.loop import train
 
-        class One(torch.nn.Module):
+        class Two(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.w = torch.nn.Parameter(torch.zeros(2))
@@ -326,17 +327,49 @@ class Calibration:
                 loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
                 return type("Out", (), {"loss": loss, "logits": logits})()
 
-        enc = Encoded("image-classification", torch.tensor([0, 1]), pixel_values=torch.zeros(2, 3, 2, 2))
+        def enc(n: int) -> Encoded:
+            return Encoded("image-classification", torch.arange(n) % 2, pixel_values=torch.zeros(n, 3, 2, 2))
 
-        def run_train():
-            return min(train(One(), enc, lr=1e-3, epochs=1, batch_size=2, seed=0, progress=False).train_s
+        def loop(n: int) -> float:
+            return min(train(Two(), enc(n), lr=1e-3, epochs=1, batch_size=2, seed=0, progress=False).train_s
                        for _ in range(3))  # fmt: skip
 
-        def run_eval():
-            model = One()
-            return self._timed(lambda: evaluate(model, enc, 2, ["a", "b"]))
+        def run_train():
+            one, many = loop(2), loop(82)
+            return one, max((many - one) / 40, 0.0)
 
-        return self.get("fixed|train", run_train), self.get("fixed|eval", run_eval)
+        def run_eval():
+            model = Two()
+            one = self._timed(lambda: evaluate(model, enc(2), 2, ["a", "b"]))
+            many = self._timed(lambda: evaluate(model, enc(82), 2, ["a", "b"]))
+            return one, max((many - one) / 40, 0.0)
+
+        keys = ("fixed|train", "fixed|train_step", "fixed|eval", "fixed|eval_batch")
+        train_set_up = self.get(keys[0], lambda: self._both("fixed|train", run_train)[0])
+        train_step = self.get(keys[1], lambda: self._both("fixed|train", run_train)[1])
+        eval_set_up = self.get(keys[2], lambda: self._both("fixed|eval", run_eval)[0])
+        eval_batch = self.get(keys[3], lambda: self._both("fixed|eval", run_eval)[1])
+        return train_set_up, train_step, eval_set_up, eval_batch
+
+    def gather(self, batch: int, tokens: int, width: int) -> float:
+        """Reading one batch of cached frozen-prefix activations (train/cache.py): text copies each sample's
+        tokens × width rows into a padded batch; images index whole samples of `width` values."""
+        import numpy as np
+        import torch
+
+        from peftlab.train.cache import Activations
+
+        def run():
+            if tokens > 0:
+                offsets = np.arange(0, (4 * batch + 1) * tokens, tokens)
+                acts = Activations(torch.zeros(4 * batch * tokens, width), offsets, False)
+                idx = list(range(0, 4 * batch, 4))
+                return self._timed(lambda: acts.gather(idx, tokens))
+            acts = Activations(torch.zeros(4 * batch, width), None, False)
+            idx = list(range(0, 4 * batch, 4))
+            return self._timed(lambda: acts.gather(idx, None))
+
+        return self.get(f"gather|{batch},{tokens},{width}", run)
 
     # helpers: several numbers from one measurement
 
@@ -446,7 +479,7 @@ def op_seconds(cal: Calibration, op: Op, batch: int, tokens: int, *, text_mask: 
 
 
 def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimizer_params: int = 0,
-                 text: bool = False, image: tuple[int, int] | None = None) -> dict:  # fmt: skip
+                 text: bool = False, image: tuple[int, int] | None = None, cached: int = 0) -> dict:  # fmt: skip
     """Seconds of one pass of graph g over a batch: products (forward, backward), elementwise work, framework
     overhead per call, the optimiser step (training) and making the batch."""
     fwd = bwd = 0.0
@@ -462,7 +495,10 @@ def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimiz
     per_f, per_b = cal.per_op()
     backward_calls = sum(1 for op in g.ops if op.bwd != Poly()) + sum(1 for e in g.elementwise if e[2])
     collate = cal.collate(bucket(batch), bucket(tokens) if text else 0, image)
-    overhead = calls * per_f + backward_calls * per_b + collate
+    if cached:  # the batch's cached block inputs (`cached` values per token, or per image)
+        collate += cal.gather(bucket(batch), bucket(tokens) if text else 0, cached)
+    _, train_step, _, eval_batch = cal.fixed()
+    overhead = calls * per_f + backward_calls * per_b + collate + (train_step if g.training else eval_batch)
     opt = cal.optimizer(optimizer_params) if g.training and optimizer_params else 0.0
     return {"products_fwd": fwd, "products_bwd": bwd, "elementwise": ew_f + ew_b, "overhead": overhead,
             "optimizer": opt, "total": fwd + bwd + ew_f + ew_b + overhead + opt}  # fmt: skip
