@@ -25,12 +25,6 @@ OPTIMIZER_REUSE = 0.5
 FORWARD_COPIES = {"transformer": 4, "cnn": 3}
 
 
-def _largest(g, batch: int, tokens: int) -> float:
-    """Bytes of the largest activation one op of g writes for this batch (its output)."""
-    sizes = [x[1].at(tokens) for x in g.elementwise]
-    return 4.0 * batch * max(sizes, default=0.0)
-
-
 def saved_bytes(g, batch: int, tokens: int) -> float:
     """Bytes autograd keeps between forward and backward for one training step."""
     total = 0.0

@@ -77,6 +77,7 @@ class Calibration:
         self.measure = measure and not stored
         self.stored = stored
         self.table: dict[str, float] = {}
+        self._pending: dict = {}  # _both's measurements, by their shared key
         self.new = 0  # keys measured by this process
         self.spent_s = 0.0  # seconds spent measuring
         try:
@@ -382,10 +383,11 @@ class Calibration:
             self.get(f"{key}|{p}", lambda v=v: v)
         return tuple(values)
 
-    def _both(self, key: str, run, _memo={}):  # noqa: B006  (one measurement answers both halves)
-        if key not in _memo:
-            _memo[key] = run()
-        return _memo[key]
+    def _both(self, key: str, run):
+        """One measurement answering several keys (forward and backward, set-up and per step): made once."""
+        if key not in self._pending:
+            self._pending[key] = run()
+        return self._pending[key]
 
     def _overhead(self) -> tuple[float, float]:
         import torch
