@@ -54,7 +54,7 @@ prediction beside what it measured, and the report shows their ratio per run.
 
 ```text
 peftlab plan --model M --dataset D --method METHOD [any `peftlab run` flag] [--train-size N --eval-size N]
-             [--seq-length T] [--num-labels K] [--accelerator NAME | --calibration FILE] [--json]
+             [--seq-length T] [--num-labels K] [--accelerator NAME | --calibration FILE | --recalibrate] [--json]
 peftlab compare --plan [any `peftlab compare` flag] [the same plan flags]
 ```
 
@@ -67,7 +67,7 @@ each text's real length). A hub dataset's size cannot be known without downloadi
 
 `peftlab plan ... --json` prints one object:
 `{flops: {train_per_sample, eval_per_sample, total, train, eval, prefix_capture, breakdown, ...}, time: {train_s,
-eval_s, steps_s, prefix_capture_s, estimate}, memory: {peak_mb, parts}, machine, data, params, notes}`.
+eval_s, steps_s, capture_train_s, capture_eval_s, estimate}, memory: {peak_mb, parts}, machine, data, params, notes}`.
 `compare --plan --json` prints `{runs: [one such object per run], total: {runs, predicted, flops, train_s, eval_s,
 peak_mb}, machine}`. Every run record gains `predicted: {train_s, eval_s, peak_mb, flops}` beside the measured
 `time` and `memory`. A family without FLOP formulas gets `flops`, `time` and `memory` null and a note; the run itself
@@ -98,7 +98,7 @@ Text counts are polynomials in T, the tokens of a (padded) sample; the training 
 the same seeded shuffles and length grouping as the training loop, each batch padded to its longest text.
 
 **Checked against measurement**: `tests/flops/test_flops_matrix.py` prepares every registered method on every model
-family (and mean pooling, and 28 knob settings) as `peftlab run` does, counts one training step, one evaluation and,
+family (and mean pooling, four config variants, and 28 knob settings) as `peftlab run` does, counts one training step, one evaluation and,
 where the cache applies, the capture pass and the cached step with FlopCounterMode, and requires each count to equal
 the prediction exactly. Three kernels are given formulas FlopCounterMode lacks in torch 2.13, by the rule it applies
 to their siblings (`src/peftlab/flops/counter.py`): CPU's fused attention (counted as the CUDA SDPA kernels), a
@@ -116,11 +116,13 @@ embedding every step (the cache replaces the pre-layernorm's output, not the emb
 
 On this machine, each distinct product of the run (at the run's batch sizes and padded lengths, rounded to steps of
 2^(1/4)) is timed once: its forward and each gradient product its backward needs; elementwise work and the optimiser
-(fused AdamW + gradient clipping) are timed over a range of sizes; per-call framework overhead and batch making too.
+(fused AdamW + gradient clipping) are timed over a range of sizes; per-call framework overhead, batch making,
+reading cached activations, and the training loop's and evaluation's own cost (set-up, and per step or batch) too.
 A step's time is the sum; training time adds the frozen-prefix capture this run builds. Timings are the best of 5
 short loops (a busy machine's pauses only ever add time) and are cached per machine, thread count and library versions
 (`~/.cache/peftlab/calibration/`, or `$PEFTLAB_CACHE`): the first plan of a model on a machine spends seconds to a minute
-calibrating, later ones none. `--calibration FILE` reuses a table made on another machine, measuring nothing.
+calibrating, later ones none; `--recalibrate` measures again (a table made while the machine was busy is too slow).
+`--calibration FILE` reuses a table made on another machine, measuring nothing.
 Not modelled: loading the model and data, tokenizing, process start-up, and a machine busy with other work.
 
 For a named GPU (`--accelerator`), each kernel takes the longer of its FLOPs at the fp32 peak (peftlab trains in fp32
@@ -139,9 +141,16 @@ peak above its level at the start. The report's memory plot and leaderboard use 
 and what earlier runs of a grid keep no longer hide the difference between methods.
 
 The prediction is the run's own peak: the weights it loads, the encoded data and frozen-prefix caches it builds, a
-constant for its runtime objects, and the larger of the evaluation's working set and training's gradients, AdamW's two
-moments, the activations the largest batch keeps for its backward (counted tensor by tensor as autograd keeps them)
-and the backward's working set.
+constant for its runtime objects, and the largest of three working sets: training's gradients, AdamW's two moments,
+the activations the largest batch keeps for its backward (counted tensor by tensor as autograd keeps them) and the
+backward's working set; the evaluation forward's; the frozen-prefix capture's. The weights count as the run touches
+them: the checkpoint is memory-mapped, so a frozen word-embedding table counts only at the rows the data uses. Four
+constants are measured on the demo's runs, not derived (`src/peftlab/plan/memory.py`): 80 MiB of runtime objects
+(tokenizer or image processor, PEFT's wrappers, autograd's bookkeeping), a backward working set of 0.9 × the kept
+activations, AdamW's moments counting only beyond half the kept activations (they are made after the first backward,
+in memory the activations freed), and a forward without gradients holding each distinct activation size four (text:
+batches of other lengths make other sizes) or three (CNNs) times. RSS is the allocator's high-water mark, not the
+live tensors: expect ±25% on most runs, more on small ones.
 
 ## Accuracy
 
@@ -247,6 +256,14 @@ def calibrate(folder: Callable[[str], str]) -> None:
     from peftlab.plan.timing import Calibration
 
     target = ROOT / CALIBRATION
+    if (
+        target.exists()
+    ):  # start from what an earlier run measured on this machine: only what it lacks is measured
+        mine = Calibration()
+        old = json.loads(target.read_text())
+        if old.get("machine") == mine.machine:
+            mine.path.parent.mkdir(parents=True, exist_ok=True)
+            mine.path.write_text(json.dumps(old))
     for _heading, command in COMMANDS:
         run(command.format(where=""), folder)  # measures into the private cache
     made = next(Path(os.environ["PEFTLAB_CACHE"], "calibration").glob("*.json"))
@@ -256,7 +273,6 @@ def calibrate(folder: Callable[[str], str]) -> None:
         if old.get("machine") == table["machine"]:
             table["timings"] = {**old["timings"], **table["timings"]}
     target.write_text(json.dumps(table, indent=0, sort_keys=True) + "\n")
-    Calibration  # noqa: B018  (the format written is timing.Calibration's)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ def _add_plan_flags(p: argparse.ArgumentParser) -> None:
                    "this machine (h200, h100-sxm, h100-pcie, a100-80gb, a100-40gb, l4, a10, t4, v100-sxm2)")  # fmt: skip
     p.add_argument("--calibration", help="a timing table made on another machine (its cache file): reproduce that "
                    "machine's times; nothing is measured")  # fmt: skip
+    p.add_argument("--recalibrate", action="store_true",
+                   help="measure this machine again (after a busy spell, or new hardware), replacing its cache")  # fmt: skip
     p.add_argument("--num-labels", type=int, default=None,
                    help="classes of the head when the data cannot be read here [default: the data's, else 2]")  # fmt: skip
 
@@ -176,7 +178,7 @@ def cmd_plan(args) -> int:
 
     cfg = config.load(_settings(args))
     set_threads(cfg)  # calibrate with the threads the run will use
-    ctx = default_context(args.accelerator, args.calibration)
+    ctx = default_context(args.accelerator, args.calibration, args.recalibrate)
     result = plan_run(cfg, ctx=ctx, num_labels=args.num_labels, **_plan_sizes(args))
     if ctx.calibration is not None:
         ctx.calibration.save()

@@ -418,7 +418,7 @@ def plan_compare(args, *, train_size=None, eval_size=None, seq_length=None) -> d
     preflight(runs)
     if runs:
         set_threads(runs[0])
-    ctx = default_context(args.accelerator, args.calibration)
+    ctx = default_context(args.accelerator, args.calibration, args.recalibrate)
     return plan_grid(runs, ctx=ctx, train_size=train_size, eval_size=eval_size, seq_length=seq_length,
                      num_labels=args.num_labels)  # fmt: skip
 

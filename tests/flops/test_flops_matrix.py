@@ -11,6 +11,7 @@ import dataclasses
 
 import pytest
 import torch
+from transformers import CLIPConfig
 
 from peftlab.errors import BadInput
 from peftlab.flops import batch_flops, effect_of, predict_flops, step_graph
@@ -23,14 +24,37 @@ from peftlab.params.plan import virtual_anatomy
 from peftlab.train.cache import CachedEncoded, _capture, plan_prefix, skip_prefix
 from peftlab.train.dropout import fast_dropout
 from peftlab.train.encode import Encoded
-from tiny import FAMILIES, TEXT_FAMILIES, TINY_KNOBS, tiny_config, tiny_model
+from tiny import CLASSES, FAMILIES, TEXT_FAMILIES, TINY, TINY_KNOBS, labels, tiny_config, tiny_model
 
 CNN_SIDE = 16  # CNNs take any size: 2 images of 16 px keep the convolutions (slow under the counter) cheap
 
 
+VARIANTS = {  # config variants of tests/tiny.py -> the family whose class and inputs they take
+    "mobilenet_v2-variant": "mobilenet_v2",  # a stem 1x1 expansion, unrounded widths
+    "resnet-basic": "resnet",  # basic blocks, a downsampling first stage
+    "vit-no-qkv-bias": "vit",  # 24 px, patches of 4, one channel, no q/k/v biases
+    "clip_vision_model": "clip",  # CLIP's vision tower alone
+}
+
+
 def build(family: str, pooling: str):
     """(model, task, batch) as tiny_model gives them (CNNs: 2 images of 16 px); pooling "mean": the encoder under
-    peftlab's mean-pooling head."""
+    peftlab's mean-pooling head; a VARIANTS config in its family's class."""
+    if family in VARIANTS:
+        base = VARIANTS[family]
+        _, task, batch = tiny_model(base)
+        torch.manual_seed(0)
+        config = tiny_config(family)
+        if (
+            base == "mobilenet_v2"
+        ):  # as peftlab converts MobileNetV2: HF's TF padding reads conv.stride, which a
+            config.tf_padding = False  # PEFT-wrapped conv does not have (a forward through LoRA would fail)
+        model = CLASSES[base](
+            CLIPConfig(vision_config=config.to_dict(), **labels(5)) if base == "clip" else config
+        )
+        side, channels = TINY[family].get("image_size", 16), TINY[family].get("num_channels", 3)
+        batch = {"pixel_values": torch.randn(2, channels, side, side), "labels": batch["labels"][:2]}
+        return model.eval(), task, batch
     model, task, batch = tiny_model(family)
     if family.startswith(("mobilenet", "resnet")):
         batch = {
@@ -90,8 +114,9 @@ def check(method_name: str, family: str, pooling: str, knobs: dict) -> None:
         pytest.skip(f"{method_name} is not for {task}")
     knobs = dataclasses.replace(method.knobs(), **knobs)
     resolved = pooling if family in TEXT_FAMILIES else "image"
+    config = model.config.vision_config if family == "clip_vision_model" else model.config
     try:
-        predicted = predict_from_config(model.config, task, 5, method, knobs, pooling=resolved)
+        predicted = predict_from_config(config, task, 5, method, knobs, pooling=resolved)
     except BadInput as e:
         pytest.skip(f"{method_name} does not apply to {family}: {e}")
     image = None if family in TEXT_FAMILIES else tuple(batch["pixel_values"].shape[2:])
@@ -170,6 +195,12 @@ KNOB_CASES = [
     ("ln-tuning", "vit", {}),
     ("last-layer", "resnet", {}),
 ]
+
+
+@pytest.mark.parametrize("family", list(VARIANTS))
+@pytest.mark.parametrize("method", ["head", "last-layer", "lora", "full", "ia3", "loha"])
+def test_config_variants(method, family):
+    check(method, family, "cls", {})
 
 
 @pytest.mark.parametrize(("method", "family", "knobs"), KNOB_CASES,

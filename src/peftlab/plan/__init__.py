@@ -42,7 +42,7 @@ def _mean_tokens(steps) -> float:
     return sum(b * t for b, t in steps) / samples if samples else 0.0
 
 
-def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool) -> float:
+def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool, image=None, cached: int = 0) -> float:
     """Seconds of g over these (batch, tokens) steps: each distinct shape costed once, times its count."""
     if not steps or g is None:
         return 0.0
@@ -54,7 +54,7 @@ def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool) -> float:
     from peftlab.plan.timing import step_seconds
 
     cal = ctx.calibration
-    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text)["total"]
+    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text, image=image, cached=cached)["total"]
                for (b, t), n in shapes.items())  # fmt: skip
 
 
@@ -91,6 +91,26 @@ def breakdown(fp: FlopPlan, tokens: int) -> list[dict]:
     for r in rows.values():
         r["formula"] = render(r.pop("items"))
     return list(rows.values())
+
+
+def _resident(pred, fp: FlopPlan) -> int:
+    """Parameters a run reads into memory: every one but a word-embedding table that does not train (the checkpoint is
+    memory-mapped, and a lookup touches only the rows of the tokens the data holds)."""
+    from peftlab.flops.step import trained_sets
+
+    weights, _ = trained_sets(fp.arch, pred.plan)
+    words = sum(x.params for x in fp.arch.layers if x.kind == "embedding" and x.what == "words"
+                and x.name not in weights)  # fmt: skip
+    return max((pred.total or 0) - words, 0)
+
+
+def _cached_width(fp: FlopPlan) -> int:
+    """Values the cut model reads from the cache per token (text) or per image; 0 when uncached."""
+    g = fp.capture
+    if g is None or not g.elementwise:
+        return 0
+    per = g.elementwise[-1][1]  # the last captured block's output, per sample
+    return int(per.c[1]) if len(per.c) > 1 else int(per.at(0))
 
 
 def _capture_bytes(fp: FlopPlan, shapes: Shapes, n: int, lengths) -> float:
@@ -185,10 +205,15 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     trainable = pred.trainable or 0
     if shapes.n_eval is None:
         evals = []
-    t_train = _seconds(ctx, fp.train, steps, params=trainable, text=shapes.text)
-    t_cap_train = _seconds(ctx, fp.capture, cap_train, text=shapes.text)
-    t_eval = _seconds(ctx, fp.eval, evals, text=shapes.text)
-    t_cap_eval = _seconds(ctx, fp.capture, cap_eval, text=shapes.text)
+    kw = {"text": shapes.text, "image": shapes.image}
+    width = _cached_width(fp)  # values per token (text) or per image the cut model reads from the cache
+    t_train = _seconds(ctx, fp.train, steps, params=trainable, cached=width, **kw)
+    t_cap_train = _seconds(ctx, fp.capture, cap_train, **kw)
+    t_eval = _seconds(ctx, fp.eval, evals, cached=width, **kw)
+    t_cap_eval = _seconds(ctx, fp.capture, cap_eval, **kw)
+    fixed_train, _, fixed_eval, _ = ctx.calibration.fixed() if ctx.calibration is not None else (0.0,) * 4
+    t_train += fixed_train if steps else 0.0
+    t_eval += fixed_eval if evals else 0.0
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,
@@ -204,9 +229,11 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
         out["notes"].append(f"frozen-prefix cache {cache_bytes / 2**20:,.0f} MiB: beyond --cache-budget-mb "
                             f"{cfg.cache_budget_mb:,.0f} it goes to memory-mapped files")  # fmt: skip
         cache_bytes = budget
-    parts = memory.parts(total_params=pred.total or 0, trainable=trainable, train_graph=fp.train,
+    parts = memory.parts(kind=fp.arch.kind, resident_params=_resident(pred, fp), trainable=trainable,
+                         train_graph=fp.train,
                          eval_graph=fp.eval, train_steps=steps, eval_steps=evals, data_bytes=data_bytes,
-                         cache_bytes=cache_bytes, training=method.needs_training)  # fmt: skip
+                         cache_bytes=cache_bytes, training=method.needs_training, capture_graph=fp.capture,
+                         capture_steps=cap_train + cap_eval)  # fmt: skip
     out["memory"] = {
         "peak_mb": round(memory.peak(parts), 1),
         "parts": {k: round(v, 1) for k, v in parts.items()},
@@ -241,7 +268,8 @@ def _machine(ctx: Context) -> dict:
     return {**cal.machine, "calibration": where, "estimate": False}
 
 
-def default_context(accelerator: str | None = None, calibration: str | None = None) -> Context:
+def default_context(accelerator: str | None = None, calibration: str | None = None,
+                    recalibrate: bool = False) -> Context:  # fmt: skip
     """This machine's calibration (measured now where the cache lacks a shape), a stored one (`--calibration FILE`:
     made on another machine, nothing measured), or an accelerator's specs."""
     if accelerator:
@@ -252,7 +280,7 @@ def default_context(accelerator: str | None = None, calibration: str | None = No
 
     if calibration:
         return Context(calibration=Calibration(path=calibration, stored=True))
-    return Context(calibration=Calibration())
+    return Context(calibration=Calibration(fresh=recalibrate))
 
 
 def plan_grid(runs, *, ctx: Context | None = None, train_size=None, eval_size=None, seq_length=None,

@@ -63,9 +63,11 @@ def bucket(x: int) -> int:
 class Calibration:
     """Timings of this machine by key ("linear|m,k,n|fwd" -> seconds), read from and written to the cache file."""
 
-    def __init__(self, *, path: Path | None = None, measure: bool = True, stored: bool = False):
+    def __init__(self, *, path: Path | None = None, measure: bool = True, stored: bool = False,
+                 fresh: bool = False):  # fmt: skip
         """path None: this machine's cache file. stored: `path` is a table made elsewhere (`--calibration FILE`): its
-        machine is the one reported, and nothing is measured (a shape it lacks is bad input)."""
+        machine is the one reported, and nothing is measured (a shape it lacks is bad input). fresh: measure
+        everything again (`--recalibrate`; the cache file is replaced)."""
         import torch
 
         self.machine = machine()
@@ -75,9 +77,12 @@ class Calibration:
         self.measure = measure and not stored
         self.stored = stored
         self.table: dict[str, float] = {}
+        self._pending: dict = {}  # _both's measurements, by their shared key
         self.new = 0  # keys measured by this process
         self.spent_s = 0.0  # seconds spent measuring
         try:
+            if fresh:
+                raise OSError("recalibrating")
             data = json.loads(self.path.read_text())
             if stored or data.get("machine") == self.machine:
                 self.table = data.get("timings", {})
@@ -124,18 +129,12 @@ class Calibration:
         import torch
 
         sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
-        one = math.inf
-        for _ in range(
-            2 if one_call_s(fn, sync) > 0.05 else 3
-        ):  # the best single call sets a ~2 ms loop's calls
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            one = min(one, time.perf_counter() - t0)
-        if one > 0.05:  # long products (a ViT-B step's matmuls): the best of the calls already made
+        one_call_s(fn, sync)  # warm-up: caches, oneDNN's kernels
+        one = min(one_call_s(fn, sync) for _ in range(3))
+        if one > 0.05:  # long products (a ViT-B step's matmuls): the best of three calls
             return one
         reps = max(1, min(500, int(LOOP_S / max(one, 1e-7))))
-        best = math.inf
+        best = one
         for _ in range(5):
             t0 = time.perf_counter()
             for _ in range(reps):
@@ -287,9 +286,8 @@ class Calibration:
         f = self.get("overhead|fwd", lambda: self._overhead()[0])
         return f, self.get("overhead|bwd", lambda: self._overhead()[1])
 
-    def collate(self, batch: int, tokens: int) -> float:
-        """Making one batch from encoded data (text: padding Python-side; images: gathering pixels, tokens 0 -> the
-        image side in the key is given by the caller)."""
+    def collate(self, batch: int, tokens: int, image: tuple[int, int] | None = None) -> float:
+        """Making one batch from encoded data: text padded Python-side to `tokens`; images gathered at `image`."""
         import torch
 
         from peftlab.train.encode import Encoded
@@ -299,12 +297,80 @@ class Calibration:
                 ids = [torch.randint(3, 100, (tokens,)) for _ in range(batch)]
                 enc = Encoded("text-classification", torch.zeros(batch, dtype=torch.long), input_ids=ids)
             else:
-                enc = Encoded("image-classification", torch.zeros(batch, dtype=torch.long),
-                              pixel_values=torch.zeros(batch, 3, 8, 8))  # fmt: skip
-            idx = list(range(batch))
+                h, w = image or (8, 8)
+                enc = Encoded("image-classification", torch.zeros(4 * batch, dtype=torch.long),
+                              pixel_values=torch.zeros(4 * batch, 3, h, w))  # fmt: skip
+            idx = (
+                list(range(0, 4 * batch, 4)) if tokens <= 0 else list(range(batch))
+            )  # scattered, as shuffled
             return self._timed(lambda: enc.collate(idx))
 
-        return self.get(f"collate|{batch},{tokens}", run)
+        side = f"|{image[0]}x{image[1]}" if tokens <= 0 and image else ""
+        return self.get(f"collate|{batch},{tokens}{side}", run)
+
+    def fixed(self) -> tuple[float, float, float, float]:
+        """(train set-up, train per step, evaluation set-up, evaluation per batch) seconds that do not depend on the
+        model: accelerate, the optimiser and scheduler, the data loader, the loop's own work per step, the metrics;
+        timed by running peftlab's loop and evaluation on a two-parameter model over 1 and 41 tiny batches."""
+        import torch
+
+        from peftlab.train.encode import Encoded
+        from peftlab.train.evaluate import evaluate
+        from peftlab.train.loop import train
+
+        class Two(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.zeros(2))
+
+            def forward(self, pixel_values, labels=None):
+                logits = pixel_values.flatten(1)[:, :2] * self.w
+                loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+                return type("Out", (), {"loss": loss, "logits": logits})()
+
+        def enc(n: int) -> Encoded:
+            return Encoded("image-classification", torch.arange(n) % 2, pixel_values=torch.zeros(n, 3, 2, 2))
+
+        def loop(n: int) -> float:
+            return min(train(Two(), enc(n), lr=1e-3, epochs=1, batch_size=2, seed=0, progress=False).train_s
+                       for _ in range(3))  # fmt: skip
+
+        def run_train():
+            one, many = loop(2), loop(82)
+            return one, max((many - one) / 40, 0.0)
+
+        def run_eval():
+            model = Two()
+            one = self._timed(lambda: evaluate(model, enc(2), 2, ["a", "b"]))
+            many = self._timed(lambda: evaluate(model, enc(82), 2, ["a", "b"]))
+            return one, max((many - one) / 40, 0.0)
+
+        keys = ("fixed|train", "fixed|train_step", "fixed|eval", "fixed|eval_batch")
+        train_set_up = self.get(keys[0], lambda: self._both("fixed|train", run_train)[0])
+        train_step = self.get(keys[1], lambda: self._both("fixed|train", run_train)[1])
+        eval_set_up = self.get(keys[2], lambda: self._both("fixed|eval", run_eval)[0])
+        eval_batch = self.get(keys[3], lambda: self._both("fixed|eval", run_eval)[1])
+        return train_set_up, train_step, eval_set_up, eval_batch
+
+    def gather(self, batch: int, tokens: int, width: int) -> float:
+        """Reading one batch of cached frozen-prefix activations (train/cache.py): text copies each sample's
+        tokens × width rows into a padded batch; images index whole samples of `width` values."""
+        import numpy as np
+        import torch
+
+        from peftlab.train.cache import Activations
+
+        def run():
+            if tokens > 0:
+                offsets = np.arange(0, (4 * batch + 1) * tokens, tokens)
+                acts = Activations(torch.zeros(4 * batch * tokens, width), offsets, False)
+                idx = list(range(0, 4 * batch, 4))
+                return self._timed(lambda: acts.gather(idx, tokens))
+            acts = Activations(torch.zeros(4 * batch, width), None, False)
+            idx = list(range(0, 4 * batch, 4))
+            return self._timed(lambda: acts.gather(idx, None))
+
+        return self.get(f"gather|{batch},{tokens},{width}", run)
 
     # helpers: several numbers from one measurement
 
@@ -317,10 +383,11 @@ class Calibration:
             self.get(f"{key}|{p}", lambda v=v: v)
         return tuple(values)
 
-    def _both(self, key: str, run, _memo={}):  # noqa: B006  (one measurement answers both halves)
-        if key not in _memo:
-            _memo[key] = run()
-        return _memo[key]
+    def _both(self, key: str, run):
+        """One measurement answering several keys (forward and backward, set-up and per step): made once."""
+        if key not in self._pending:
+            self._pending[key] = run()
+        return self._pending[key]
 
     def _overhead(self) -> tuple[float, float]:
         import torch
@@ -414,7 +481,7 @@ def op_seconds(cal: Calibration, op: Op, batch: int, tokens: int, *, text_mask: 
 
 
 def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimizer_params: int = 0,
-                 text: bool = False) -> dict:  # fmt: skip
+                 text: bool = False, image: tuple[int, int] | None = None, cached: int = 0) -> dict:  # fmt: skip
     """Seconds of one pass of graph g over a batch: products (forward, backward), elementwise work, framework
     overhead per call, the optimiser step (training) and making the batch."""
     fwd = bwd = 0.0
@@ -429,9 +496,11 @@ def step_seconds(cal: Calibration, g: Graph, batch: int, tokens: int, *, optimiz
     calls = len(g.ops) + len(g.elementwise)
     per_f, per_b = cal.per_op()
     backward_calls = sum(1 for op in g.ops if op.bwd != Poly()) + sum(1 for e in g.elementwise if e[2])
-    overhead = (
-        calls * per_f + backward_calls * per_b + cal.collate(bucket(batch), bucket(tokens) if text else 0)
-    )
+    collate = cal.collate(bucket(batch), bucket(tokens) if text else 0, image)
+    if cached:  # the batch's cached block inputs (`cached` values per token, or per image)
+        collate += cal.gather(bucket(batch), bucket(tokens) if text else 0, cached)
+    _, train_step, _, eval_batch = cal.fixed()
+    overhead = calls * per_f + backward_calls * per_b + collate + (train_step if g.training else eval_batch)
     opt = cal.optimizer(optimizer_params) if g.training and optimizer_params else 0.0
     return {"products_fwd": fwd, "products_bwd": bwd, "elementwise": ew_f + ew_b, "overhead": overhead,
             "optimizer": opt, "total": fwd + bwd + ew_f + ew_b + overhead + opt}  # fmt: skip
