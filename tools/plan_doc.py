@@ -136,7 +136,7 @@ ACCELERATOR_TABLE
 
 A run records `memory.peak_rss_mb` (the process's peak, as before), `memory.start_rss_mb` (the process's level when
 the run began, measured after freeing what earlier runs left: garbage collected and freed heap pages handed back) and
-`memory.run_peak_mb`, the run's own peak above that level; on a GPU also `memory.cuda_peak_mb`, torch's allocator
+`memory.run_peak_mb`, the run's own peak above that level; on a GPU also `memory.peak_gpu_mb`, torch's allocator
 peak above its level at the start. The report's memory plot and leaderboard use the run's own peak: Python, torch
 and what earlier runs of a grid keep no longer hide the difference between methods.
 

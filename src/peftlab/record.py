@@ -95,12 +95,8 @@ class Memory(Section):
     # so Python, torch and what earlier runs of a grid keep (data, encodings, caches) are not counted (MiB)
     run_peak_mb: float | None = _omit()
     start_rss_mb: float | None = _omit()  # the process's level when the run began (MiB)
-    cuda_peak_mb: float | None = (
-        _omit()
-    )  # on a GPU: torch's allocator peak above its level at the start (MiB)
-    peak_gpu_mb: float | None = (
-        _omit()
-    )  # CUDA: torch's peak allocated memory during the run (MiB); absent on CPU
+    # CUDA: torch's allocator peak during the run above its level when the run began (MiB); absent on a CPU
+    peak_gpu_mb: float | None = _omit()
     extra: dict = field(default_factory=dict)
 
     @property

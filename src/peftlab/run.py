@@ -6,7 +6,6 @@ is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -109,7 +108,7 @@ def run_experiment(
         record.parallel = Parallel.from_dict({**record.parallel.to_dict(), **parallel})
     try:
         # --report-to: TensorBoard / MLflow / trackio through accelerate's trackers (trackers.py)
-        with tracking(cfg, record), _peak_gpu(record):
+        with tracking(cfg, record):
             TASKS[cfg.task].run(cfg, record, memo=memo if memo is not None else {}, progress=progress)
             record.status = "ok"
     except BadInput:
@@ -127,20 +126,6 @@ def run_experiment(
         raise
     _finish(cfg, record, store)
     return record
-
-
-@contextlib.contextmanager
-def _peak_gpu(record: Record):
-    """CUDA: memory.peak_gpu_mb = torch's peak allocated bytes during the run, in MiB (nothing on a CPU)."""
-    if not torch.cuda.is_available():
-        yield
-        return
-    torch.cuda.reset_peak_memory_stats()
-    try:
-        yield
-    finally:
-        if record.memory is not None:
-            record.memory.peak_gpu_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def failure_reason(e: Exception, cfg: RunConfig) -> str:

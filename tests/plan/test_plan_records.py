@@ -22,7 +22,7 @@ def test_own_peak_is_what_the_block_adds_not_the_process():
     assert 80 <= mem.own_peak_mb <= 130, mem.section()  # the block's 96 MiB, give or take the sampler's grain
     assert mem.peak_mb >= mem.start_mb + mem.own_peak_mb - 1
     s = mem.section()
-    assert set(s) >= {"peak_rss_mb", "run_peak_mb", "start_rss_mb"} and "cuda_peak_mb" not in s  # no GPU here
+    assert set(s) >= {"peak_rss_mb", "run_peak_mb", "start_rss_mb"} and "peak_gpu_mb" not in s  # no GPU here
 
 
 def with_predictions(records: list[dict]) -> list[dict]:

@@ -1,7 +1,7 @@
 """Wall-clock timing and peak memory of a piece of work, for the run record: the process's peak, and the work's own.
 
 `with PeakMemory() as mem, Timer() as t: ...` then `t.seconds`, `mem.peak_mb` (the process), `mem.own_peak_mb` (above
-the level the process was at when the work began), `mem.cuda_peak_mb` (the torch allocator's peak, on a GPU);
+the level the process was at when the work began), `mem.peak_gpu_mb` (the torch allocator's peak, on a GPU);
 `mem.section()` gives them as the record's `memory` fields.
 """
 
@@ -44,7 +44,7 @@ class PeakMemory:
         self.interval_s = interval_s
         self.peak_mb = 0.0
         self.start_mb = 0.0
-        self.cuda_peak_mb: float | None = None
+        self.peak_gpu_mb: float | None = None
         self._cuda_start = 0
         self._proc = psutil.Process()
         self._stop = threading.Event()
@@ -92,7 +92,7 @@ class PeakMemory:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.synchronize()
-            self.cuda_peak_mb = (torch.cuda.max_memory_allocated() - self._cuda_start) / 2**20
+            self.peak_gpu_mb = (torch.cuda.max_memory_allocated() - self._cuda_start) / 2**20
 
     def section(self) -> dict:
         """The record's memory fields (MiB, one decimal)."""
@@ -101,6 +101,6 @@ class PeakMemory:
             "run_peak_mb": round(self.own_peak_mb, 1),
             "start_rss_mb": round(self.start_mb, 1),
         }
-        if self.cuda_peak_mb is not None:
-            out["cuda_peak_mb"] = round(self.cuda_peak_mb, 1)
+        if self.peak_gpu_mb is not None:
+            out["peak_gpu_mb"] = round(self.peak_gpu_mb, 1)
         return out
