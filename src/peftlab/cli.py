@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from peftlab import config, disk
+from peftlab import config, disk, distributed
 from peftlab.config import FIELDS, flag_of, load_yaml
 from peftlab.errors import BadInput, Stopped
 
@@ -92,6 +92,20 @@ def cmd_run(args) -> int:
     from peftlab.store import Store
 
     cfg = config.load(_settings(args))
+    if args.num_processes is not None:
+        n = config.whole_number(args.num_processes, "--num-processes", "the number of processes of this run")
+        if n > 1 and distributed.world() == 1:
+            return _relaunch(cfg, n, args.argv)
+    if (
+        not distributed.is_main()
+    ):  # one of several processes of this run: it trains, the main one speaks and writes
+        try:
+            run_experiment(cfg, None, progress=False)
+        except (BadInput, Stopped, KeyboardInterrupt):
+            raise
+        except Exception:
+            return 1
+        return 0
     store = Store(cfg.resolved_store())
     try:
         record = run_experiment(cfg, store, progress=not args.quiet)
@@ -112,6 +126,32 @@ def cmd_run(args) -> int:
     else:
         _print_summary(record, store.path)
     return 0
+
+
+def _relaunch(cfg, n: int, argv: list[str]) -> int:
+    """`peftlab run --num-processes N ...`: this same command as N data-parallel processes through accelerate launch
+    (torchrun underneath: gloo on CPU, NCCL on GPUs). The settings were checked here first, so bad input is one line
+    from this process, not one per child."""
+    import socket
+    import subprocess
+
+    distributed.check(cfg, n)
+    rest, skip = [], False
+    for a in argv:  # the same arguments without --num-processes (the children must not relaunch)
+        if skip or a == "--num-processes" or a.startswith("--num-processes="):
+            skip = a == "--num-processes"
+            continue
+        rest.append(a)
+    with (
+        socket.socket() as s
+    ):  # a free port for the process group: two runs launched at once must not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # accelerate runs N processes on a CPU-only machine only as "multi_gpu" (its --cpu flag starts one process)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+           "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "peftlab", *rest]  # fmt: skip
+    return subprocess.run(cmd).returncode
 
 
 def _print_summary(record, store_path) -> None:
@@ -349,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print exactly one JSON record on stdout (progress on stderr)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--num-processes", metavar="N",
+                   help="train this run as N data-parallel processes on this machine (through accelerate launch; "
+                   "--batch-size stays the global batch) [default: 1]")  # fmt: skip
     _add_config_flags(p)
     _add_knob_flags(p)
     p.set_defaults(func=cmd_run)
@@ -508,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LoRA adapter added to ConvNd")  # merging is not our concern
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(
+            sys.argv[1:] if argv is None else argv
+        )  # as given (run --num-processes relaunches it)
+        if distributed.world() > 1 and args.func is not cmd_run:
+            raise BadInput(f"`peftlab {args.argv[0] if args.argv else ''}` was started as {distributed.world()} "
+                           "processes (accelerate launch / torchrun); only `peftlab run` trains as several processes "
+                           "(spread a grid with compare --workers N instead)")  # fmt: skip
         return args.func(args)
     except BadInput as e:
         print(f"peftlab: error: {_one_line(e)}", file=sys.stderr)
