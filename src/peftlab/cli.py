@@ -96,9 +96,9 @@ def cmd_run(args) -> int:
         n = config.whole_number(args.num_processes, "--num-processes", "the number of processes of this run")
         if n > 1 and distributed.world() == 1:
             return _relaunch(cfg, n, args.argv)
-    if (
-        not distributed.is_main()
-    ):  # one of several processes of this run: it trains, the main one speaks and writes
+    if distributed.world() > 1:  # under accelerate launch: bad input before anything is written
+        distributed.check(cfg)
+    if not distributed.is_main():  # one of several processes: it trains; the main one speaks and writes
         try:
             run_experiment(cfg, None, progress=False)
         except (BadInput, Stopped, KeyboardInterrupt):
