@@ -130,10 +130,13 @@ def cmd_run(args) -> int:
 
 def _relaunch(cfg, n: int, argv: list[str]) -> int:
     """`peftlab run --num-processes N ...`: this same command as N data-parallel processes through accelerate launch
-    (torchrun underneath: gloo on CPU, NCCL on GPUs). The settings were checked here first, so bad input is one line
-    from this process, not one per child."""
+    (torchrun underneath: gloo on CPU, NCCL on GPUs), started from this process. The settings were checked here first;
+    bad input found later by the children is their main process's one line, and exit 2 here (not torchrun's report)."""
+    import logging
     import socket
-    import subprocess
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     distributed.check(cfg, n)
     rest, skip = [], False
@@ -142,16 +145,22 @@ def _relaunch(cfg, n: int, argv: list[str]) -> int:
             skip = a == "--num-processes"
             continue
         rest.append(a)
-    with (
-        socket.socket() as s
-    ):  # a free port for the process group: two runs launched at once must not collide
+    # a free port for the process group: two runs launched at once must not collide
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # accelerate runs N processes on a CPU-only machine only as "multi_gpu" (its --cpu flag starts one process)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
-           "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "peftlab", *rest]  # fmt: skip
-    return subprocess.run(cmd).returncode
+    # accelerate starts N processes on a CPU-only machine only as "multi_gpu" (with --cpu it starts one)
+    launch = ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(port),
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "peftlab", *rest]  # fmt: skip
+    logging.getLogger("torch.distributed.elastic").setLevel(
+        logging.CRITICAL
+    )  # the children speak for themselves
+    try:
+        launch_command(launch_command_parser().parse_args(launch))
+    except ChildFailedError as e:
+        codes = {f.exitcode for f in e.failures.values()}
+        return 2 if 2 in codes else 130 if 130 in codes else 1
+    return 0
 
 
 def _print_summary(record, store_path) -> None:
@@ -551,26 +560,27 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LoRA adapter added to ConvNd")  # merging is not our concern
     try:
         args = build_parser().parse_args(argv)
-        args.argv = list(
-            sys.argv[1:] if argv is None else argv
-        )  # as given (run --num-processes relaunches it)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # run --num-processes relaunches these
         if distributed.world() > 1 and args.func is not cmd_run:
             raise BadInput(f"`peftlab {args.argv[0] if args.argv else ''}` was started as {distributed.world()} "
                            "processes (accelerate launch / torchrun); only `peftlab run` trains as several processes "
                            "(spread a grid with compare --workers N instead)")  # fmt: skip
         return args.func(args)
+    # (several processes of one run: each meets the same bad input; only the main process says it)
     except BadInput as e:
-        print(f"peftlab: error: {_one_line(e)}", file=sys.stderr)
+        _say(f"peftlab: error: {_one_line(e)}")
         return 2
     except Stopped as e:
-        print(f"peftlab: stopped: {_one_line(e)}", file=sys.stderr)
+        _say(f"peftlab: stopped: {_one_line(e)}")
         return 1
     except KeyboardInterrupt:
-        print(
-            "peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)",
-            file=sys.stderr,
-        )
+        _say("peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)")
         return 130
+
+
+def _say(line: str) -> None:
+    if distributed.is_main():
+        print(line, file=sys.stderr)
 
 
 def entry() -> None:

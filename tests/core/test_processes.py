@@ -142,3 +142,16 @@ def test_several_processes_bad_input_is_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "only `peftlab run`" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "peftlab.db").exists()
+
+
+@pytest.mark.slow
+def test_num_processes_relaunches_and_bad_input_found_by_the_processes_is_one_line(tmp_path):
+    """run --num-processes 2 goes through accelerate launch; a bad setting only the loaded model reveals is refused by
+    both processes, said once (by the main one), exit 2, and torchrun's failure report is not shown."""
+    cmd = [sys.executable, "-m", "peftlab", "run", "--model", "minilm-l6", *RUN, "--lora-target", "nonexistent",
+           "--num-processes", "2", "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--lora-target nonexistent" in lines[0], done.stderr[-2000:]
+    assert Store(tmp_path / "peftlab.db").records() == []
