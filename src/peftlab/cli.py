@@ -152,9 +152,8 @@ def _relaunch(cfg, n: int, argv: list[str]) -> int:
     # accelerate starts N processes on a CPU-only machine only as "multi_gpu" (with --cpu it starts one)
     launch = ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(port),
               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "peftlab", *rest]  # fmt: skip
-    logging.getLogger("torch.distributed.elastic").setLevel(
-        logging.CRITICAL
-    )  # the children speak for themselves
+    # the children speak for themselves: no torchrun warnings and failure report on top of their one line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         launch_command(launch_command_parser().parse_args(launch))
     except ChildFailedError as e:

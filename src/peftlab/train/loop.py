@@ -142,9 +142,8 @@ def train(
         total=total_steps, desc=desc, file=sys.stderr, disable=not progress, leave=False, mininterval=0.5
     )
     step, seen, running, epoch, paused = 0, 0, None, 0, 0.0
-    tracked = (
-        trackers.active()
-    )  # several processes: on each (only the main one writes), all join the loss reduce
+    # several processes: a Tracking on each (only the main one writes), so all join the per-step loss reduce
+    tracked = trackers.active()
     start = time.perf_counter()
     with fast_dropout(model):  # the same dropout with cheaper masks (train/dropout.py)
         while step < total_steps:
