@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 
-from peftlab import config, disk
+from peftlab import config, disk, distributed
 from peftlab.config import FIELDS, flag_of, load_yaml
 from peftlab.errors import BadInput, Stopped
 
@@ -92,6 +92,20 @@ def cmd_run(args) -> int:
     from peftlab.store import Store
 
     cfg = config.load(_settings(args))
+    if args.num_processes is not None:
+        n = config.whole_number(args.num_processes, "--num-processes", "the number of processes of this run")
+        if n > 1 and distributed.world() == 1:
+            return _relaunch(cfg, n, args.argv)
+    if distributed.world() > 1:  # under accelerate launch: bad input before anything is written
+        distributed.check(cfg)
+    if not distributed.is_main():  # one of several processes: it trains; the main one speaks and writes
+        try:
+            run_experiment(cfg, None, progress=False)
+        except (BadInput, Stopped, KeyboardInterrupt):
+            raise
+        except Exception:
+            return 1
+        return 0
     store = Store(cfg.resolved_store())
     try:
         record = run_experiment(cfg, store, progress=not args.quiet)
@@ -111,6 +125,40 @@ def cmd_run(args) -> int:
         _print_json(record.public())
     else:
         _print_summary(record, store.path)
+    return 0
+
+
+def _relaunch(cfg, n: int, argv: list[str]) -> int:
+    """`peftlab run --num-processes N ...`: this same command as N data-parallel processes through accelerate launch
+    (torchrun underneath: gloo on CPU, NCCL on GPUs), started from this process. The settings were checked here first;
+    bad input found later by the children is their main process's one line, and exit 2 here (not torchrun's report)."""
+    import logging
+    import socket
+
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    distributed.check(cfg, n)
+    rest, skip = [], False
+    for a in argv:  # the same arguments without --num-processes (the children must not relaunch)
+        if skip or a == "--num-processes" or a.startswith("--num-processes="):
+            skip = a == "--num-processes"
+            continue
+        rest.append(a)
+    # a free port for the process group: two runs launched at once must not collide
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # accelerate starts N processes on a CPU-only machine only as "multi_gpu" (with --cpu it starts one)
+    launch = ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(port),
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "peftlab", *rest]  # fmt: skip
+    # the children speak for themselves: no torchrun warnings and failure report on top of their one line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        launch_command(launch_command_parser().parse_args(launch))
+    except ChildFailedError as e:
+        codes = {f.exitcode for f in e.failures.values()}
+        return 2 if 2 in codes else 130 if 130 in codes else 1
     return 0
 
 
@@ -349,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print exactly one JSON record on stdout (progress on stderr)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--num-processes", metavar="N",
+                   help="train this run as N data-parallel processes on this machine (through accelerate launch; "
+                   "--batch-size stays the global batch) [default: 1]")  # fmt: skip
     _add_config_flags(p)
     _add_knob_flags(p)
     p.set_defaults(func=cmd_run)
@@ -508,19 +559,27 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LoRA adapter added to ConvNd")  # merging is not our concern
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # run --num-processes relaunches these
+        if distributed.world() > 1 and args.func is not cmd_run:
+            raise BadInput(f"`peftlab {args.argv[0] if args.argv else ''}` was started as {distributed.world()} "
+                           "processes (accelerate launch / torchrun); only `peftlab run` trains as several processes "
+                           "(spread a grid with compare --workers N instead)")  # fmt: skip
         return args.func(args)
+    # (several processes of one run: each meets the same bad input; only the main process says it)
     except BadInput as e:
-        print(f"peftlab: error: {_one_line(e)}", file=sys.stderr)
+        _say(f"peftlab: error: {_one_line(e)}")
         return 2
     except Stopped as e:
-        print(f"peftlab: stopped: {_one_line(e)}", file=sys.stderr)
+        _say(f"peftlab: stopped: {_one_line(e)}")
         return 1
     except KeyboardInterrupt:
-        print(
-            "peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)",
-            file=sys.stderr,
-        )
+        _say("peftlab: interrupted; what finished is stored (a run as cancelled, a tuning trial as failed)")
         return 130
+
+
+def _say(line: str) -> None:
+    if distributed.is_main():
+        print(line, file=sys.stderr)
 
 
 def entry() -> None:

@@ -1,7 +1,8 @@
 """One experiment's life: a record started from the resolved config, the task's entry point, the record stored.
 
 `run_experiment(cfg, store)` returns the Record (also stored, also written to OUT/<run_id>/record.json); a failed run
-is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised for the caller to decide.
+is stored as `failed` with its error and a Ctrl-C as `cancelled`, both re-raised for the caller to decide. Under
+`accelerate launch` every process runs this and returns the record; only the main process stores and writes it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from peftlab import __version__, disk
+from peftlab import __version__, disk, distributed
 from peftlab.config import RunConfig
 from peftlab.errors import BadInput, Stopped
 from peftlab.record import Parallel, Record
@@ -75,12 +76,14 @@ def cpu_name() -> str:
 
 
 def set_threads(cfg: RunConfig) -> None:
+    """--threads, else the physical cores, shared by the processes of this run on this machine."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     else:
         import psutil
 
-        torch.set_num_threads(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // distributed.local_world()))
 
 
 def run_experiment(
@@ -94,14 +97,19 @@ def run_experiment(
 ) -> Record:
     """Run one experiment (cfg from `config.load`) and return its record. BadInput propagates (nothing stored); any
     other exception is stored as a `failed` record and re-raised; Ctrl-C is stored as `cancelled` and re-raised."""
-    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
-    if processes > 1:  # not built yet: each process would train the whole run and store it again
-        raise BadInput(f"this run was started as {processes} processes (accelerate launch / torchrun), but peftlab "
-                       "trains one run in one process for now; start it without the launcher (peftlab run ...)")  # fmt: skip
+    # accelerate launch / torchrun: this is one of several data-parallel processes of the run (distributed.py); they
+    # all train and evaluate, only the main one writes the record, artifacts and store row
+    processes, main = distributed.world(), distributed.is_main()
+    if processes > 1:
+        distributed.check(cfg)
     set_threads(cfg)
     # before training: a run must never end unable to save its record
-    disk.check_writable(Path(cfg.out), "--out")
-    store = store if store is not None else Store(cfg.resolved_store())
+    if main:
+        disk.check_writable(Path(cfg.out), "--out")
+        store = store if store is not None else Store(cfg.resolved_store())
+    if processes > 1:
+        distributed.start(cfg.precision)
+        progress = progress and main
     record = Record.start(cfg, environment())
     record.extra.update(extra or {})  # e.g. "tuning": how compare --tune chose these settings
     if parallel:  # a grid worker says which one it is (workers.py)
@@ -115,16 +123,19 @@ def run_experiment(
         raise
     except KeyboardInterrupt:
         record.status, record.error = "cancelled", "interrupted (Ctrl-C)"
-        _finish(cfg, record, store)
+        if main:
+            _finish(cfg, record, store)
         raise
     except Exception as e:
         # a failed run is a result too: store it with its error, then let the caller decide
         record.status, record.error = "failed", failure_reason(e, cfg)
         record.traceback = traceback.format_exc()
-        _drop_partial_artifacts(cfg, record)
-        _finish(cfg, record, store)
+        if main:
+            _drop_partial_artifacts(cfg, record)
+            _finish(cfg, record, store)
         raise
-    _finish(cfg, record, store)
+    if main:
+        _finish(cfg, record, store)
     return record
 
 

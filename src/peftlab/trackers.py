@@ -14,6 +14,8 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 
+from peftlab import distributed
+
 # tracker name -> the package that provides it (what `pip install` needs)
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "trackio": "trackio"}
 _ACTIVE: ContextVar[Tracking | None] = ContextVar("peftlab_tracking", default=None)
@@ -129,9 +131,11 @@ def tracking(cfg, record):
         yield None
         return
     where = Path(cfg.out) / record.run_id / "trackers"
-    where.mkdir(parents=True, exist_ok=True)
     trackers = []
-    for name in wanted:
+    # several processes of one run (accelerate launch): only the main one opens trackers; the others hold an empty
+    # Tracking so that every process takes the same path (the per-step loss is all-reduced, validation is gathered)
+    for name in wanted if distributed.is_main() else []:
+        where.mkdir(parents=True, exist_ok=True)
         t = _open(name, record.run_id, where)
         t.start()
         trackers.append(t)

@@ -198,13 +198,3 @@ def test_old_records_read_without_a_parallel_section():
     assert old.parallel is None and "parallel" in old.to_dict()
     new = Record.from_dict({"run_id": "y", "parallel": {"processes": 2, "worker": "h:1"}})
     assert new.parallel.processes == 2 and new.to_dict()["parallel"] == {"processes": 2, "worker": "h:1"}
-
-
-def test_a_multi_process_launch_is_refused_not_run_twice(monkeypatch, tmp_path, capsys):
-    """accelerate launch --num_processes 2 (WORLD_SIZE=2): one line and exit 2 in each process, nothing stored."""
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    args = ["run", *TINY[4:], "--model", "minilm-l6", "--dataset", "vader-tweets", "--method", "head"]
-    assert main([*args, "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "2 processes" in err and len(err.splitlines()) == 1
-    assert Store(tmp_path / "peftlab.db", read_only=True).records() == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from peftlab import disk, trackers
+from peftlab import disk, distributed, trackers
 from peftlab.config import RunConfig
 from peftlab.data import ClassificationData, infer_task, load_data
 from peftlab.errors import BadInput
@@ -232,7 +232,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"{record.params.trainable:,} trainable params, train {record.time.train_s:.1f}s"
     )
     _memory_format(model, cfg.task, torch.contiguous_format)  # what save_pretrained and users expect
-    if cfg.save_model:
+    if cfg.save_model and distributed.is_main():  # one copy of the weights, whatever the number of processes
         record.artifacts.saved = _save(model, loaded, cfg, record)
 
 
@@ -281,7 +281,9 @@ def _fit(model, anat, inputs: Inputs, cfg: RunConfig, memo: dict, log, *, progre
     method = REGISTRY[cfg.method]
     cut = None
     # --report-to: the accelerate loop, which logs every step to the trackers (the lean loop does not)
-    if fwd is not None and method.name == "head" and method.after_step is None and trackers.active() is None:
+    # several processes (accelerate launch): the accelerate loop, which shards the batches and all-reduces gradients
+    if (fwd is not None and method.name == "head" and method.after_step is None and trackers.active() is None
+            and distributed.world() == 1):  # fmt: skip
         cut = plan_head_cut(model, anat, inputs.plan, fwd, inputs.eval, log)
     if cut is None:
         return train(model, inputs.train, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,

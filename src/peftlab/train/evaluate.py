@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, recall_score
 
+from peftlab import distributed
 from peftlab.train.encode import Encoded, eval_batches
 
 
@@ -31,7 +32,9 @@ def predict(
     model, enc: Encoded, batch_size: int, device: torch.device | str = "cpu", forward=None
 ) -> np.ndarray:
     """(N,) predicted class ids, in the order of enc. `forward(model, batch) -> logits` may replace
-    model(**batch).logits (the frozen-prefix cache)."""
+    model(**batch).logits (the frozen-prefix cache). Under accelerate launch every process gets all N."""
+    if distributed.world() > 1:  # accelerate launch: each process predicts its share, gathered exactly once
+        return distributed.predict(model, enc, batch_size, forward)
     forward = forward or (lambda m, b: m(**b).logits)
     was_training = model.training
     model.eval()
