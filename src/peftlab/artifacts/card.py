@@ -224,7 +224,10 @@ def _load_section(record: Record, p) -> list[str]:
     lines += ["", _how_to_call(p)]
     lines += _why(p)
     if p.base.note:
-        lines += ["", f"Base model: `{p.base.ref}` is {p.base.note}."]
+        lines += [
+            "",
+            f"Base model: `{p.base.ref}` is {p.base.note}, or use `peftlab export` for a standalone folder.",
+        ]
     flag = "--text 'some text'" if p.task == "text-classification" else "--image photo.png"
     lines += ["", "With peftlab:", "", "```bash", f"peftlab predict {run} {flag}",
               f"peftlab export {run} --out {Path(run).name}-export   # a merged standalone model for pipeline()",

@@ -83,7 +83,7 @@ def base_of(name: str) -> Base:
             return Base(packaged.hub_id, packaged.hub_id, kind)
         note = (f"peftlab's packaged {name}: {packaged.description}. It is not on the Hugging Face hub; "
                 f"the folder above is where peftlab converted it on the machine that trained ({packaged.install}, "
-                "then any peftlab run converts it again), or use `peftlab export` for a standalone folder")  # fmt: skip
+                "then any peftlab run converts it again)")  # fmt: skip
         return Base(folder, None, kind, note)
     return Base(folder, None, kind)
 
