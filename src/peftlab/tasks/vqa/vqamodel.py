@@ -105,6 +105,12 @@ def _as_tensor(out) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(
+        model.parameters()
+    ).device  # where inputs go (a model moved with .to("cuda") takes them there)
+
+
 def convolutional(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -115,6 +121,7 @@ def embed_image_batch(
     """B PIL images -> (B, D) float32: kind "image" the model's pooled output (else its CLS token, or the mean over
     space), "clip-image" get_image_features through contrastive_scale. processor_kwargs: the run's resize and crop."""
     pixels = processor(images=images, return_tensors="pt", **processor_kwargs)["pixel_values"]  # (B, 3, S, S)
+    pixels = pixels.to(_device(model))
     if convolutional(model):
         pixels = pixels.contiguous(memory_format=torch.channels_last)  # same values, NHWC strides
     with torch.inference_mode():
@@ -134,6 +141,7 @@ def embed_text_batch(
     """B strings -> (B, D) float32: kind "text" sentence-transformers' attention-masked mean + L2 norm, "clip-text"
     get_text_features through contrastive_scale. Texts are cut at max_length tokens."""
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = batch.to(_device(model))
     with torch.inference_mode():
         if kind == "clip-text":
             feats = _as_tensor(
