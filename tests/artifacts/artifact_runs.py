@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ KINDS = {
     "hub-vit": "image",  # ViTForImageClassification by hub id
     "local-cnn": "image",  # MobileNetV2ForImageClassification from a folder
     "packaged-image": "image",  # mobilenet-v2 (converted torchvision weights, a folder in peftlab's cache)
+    "local-clip": "image",  # a bare CLIP vision tower: peftlab wraps it in CLIPForImageClassification
 }
 ROTATION = ("local-mean", "hub-vit", "hub-cls", "local-cnn", "local-cls")  # text and image kinds, interleaved
 TEXTS = ["what a lovely day, I love it",
@@ -59,7 +61,9 @@ def _cases() -> list[tuple[str, str]]:
                 turn += step + 1
                 break
     # + a trained whole-model folder of the mean-pooling class (baseline's is untrained)
-    return cases + [("lora", "packaged-text"), ("lora", "packaged-image"), ("head", "local-mean")]
+    # + LoRA on a bare CLIP vision tower (its base is built from the tower's weights and base/config.json)
+    return cases + [("lora", "packaged-text"), ("lora", "packaged-image"), ("head", "local-mean"),
+                    ("lora", "local-clip")]  # fmt: skip
 
 
 CASES = _cases()
@@ -112,14 +116,25 @@ def vit_folder(folder: Path) -> Path:
     return folder
 
 
-def cnn_folder(folder: Path) -> Path:
-    torch.manual_seed(2)
-    cfg = T.MobileNetV2Config(**{k: v for k, v in TINY["mobilenet_v2"].items() if k != "model_type"})
-    T.MobileNetV2Model(cfg).save_pretrained(folder)
-    T.MobileNetV2ImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
+def _tower_folder(folder: Path, family: str, model_cls, processor_cls, side: int, seed: int) -> Path:
+    """A random TINY[family] base model saved with an image processor that resizes and crops to side px."""
+    torch.manual_seed(seed)
+    fields = dict(TINY[family])
+    model_cls(T.AutoConfig.for_model(fields.pop("model_type"), **fields)).save_pretrained(folder)
+    crop = {"height": side, "width": side}
+    processor_cls(size={"shortest_edge": side}, crop_size=crop).save_pretrained(folder)
     return folder
+
+
+def cnn_folder(folder: Path) -> Path:
+    return _tower_folder(
+        folder, "mobilenet_v2", T.MobileNetV2Model, T.MobileNetV2ImageProcessorPil, 32, seed=2
+    )
+
+
+def clip_tower_folder(folder: Path) -> Path:
+    """A bare CLIPVisionModel (24 px, patches of 6), as a vision tower is shared on its own."""
+    return _tower_folder(folder, "clip_vision_model", T.CLIPVisionModel, T.CLIPImageProcessorPil, 24, seed=3)
 
 
 def hub_entry(cache: Path, repo_id: str, files: Path) -> None:
@@ -184,3 +199,11 @@ def without_peftlab(
     prelude = "try:\n    import peftlab\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('peftlab imported')\n"
     return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, env=env,
                           cwd=workdir, timeout=timeout)  # fmt: skip
+
+
+def card_lines(run_dir: Path) -> list[str]:
+    """The Python block of the card's "Use it" section: what a user copies."""
+    text = (run_dir / "README.md").read_text()
+    block = re.search(r"## Use it\n.*?```python\n(.*?)```", text, re.S)
+    assert block, "the card has no loading snippet"
+    return block.group(1).strip().splitlines()

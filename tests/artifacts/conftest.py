@@ -21,6 +21,7 @@ from artifact_runs import (
     Models,
     Run,
     bert_folder,
+    clip_tower_folder,
     cnn_folder,
     hub_entry,
     vit_folder,
@@ -40,13 +41,15 @@ def models(tmp_path_factory) -> Models:
     plain = bert_folder(root / "tiny-bert", sentence_transformers=False)
     vit = vit_folder(root / "tiny-vit")
     cnn = cnn_folder(root / "tiny-cnn")
+    clip = clip_tower_folder(root / "tiny-clip-tower")
     cache = root / "hub"
     hub_entry(cache, HUB_TEXT, plain)
     hub_entry(cache, HUB_IMAGE, vit)
     # what minilm-l6's adapters name as their base
     hub_entry(cache, MINILM_HUB, PACKAGED_MODELS["minilm-l6"].path())
     local = {"local-mean": str(mean), "local-cls": str(plain), "hub-cls": HUB_TEXT, "hub-vit": HUB_IMAGE,
-             "local-cnn": str(cnn), "packaged-text": "minilm-l6", "packaged-image": "mobilenet-v2"}  # fmt: skip
+             "local-cnn": str(cnn), "packaged-text": "minilm-l6", "packaged-image": "mobilenet-v2",
+             "local-clip": str(clip)}  # fmt: skip
     return Models(root, cache, local)
 
 

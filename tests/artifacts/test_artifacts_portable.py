@@ -6,12 +6,11 @@ shows, and gives the logits peftlab computes; `peftlab export` folders load with
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
-from artifact_runs import MINILM_HUB, TEXTS, without_peftlab
+from artifact_runs import MINILM_HUB, TEXTS, card_lines, without_peftlab
 
 from peftlab.artifacts import portable
 from peftlab.artifacts.runs import open_run
@@ -49,14 +48,6 @@ for case in job["exports"]:
 assert "peftlab" not in sys.modules
 json.dump(out, open("result.json", "w"))
 """
-
-
-def card_lines(run_dir: Path) -> list[str]:
-    """The Python block of the card's "Use it" section: what a user copies."""
-    text = (run_dir / "README.md").read_text()
-    block = re.search(r"## Use it\n.*?```python\n(.*?)```", text, re.S)
-    assert block, "the card has no loading snippet"
-    return block.group(1).strip().splitlines()
 
 
 def expected_logits(run, image_files) -> torch.Tensor:
@@ -132,7 +123,7 @@ def test_adapters_name_their_base_as_users_find_it(trained, models):
     """base_model_name_or_path: the hub id (packaged MiniLM: its hub twin), else the absolute local folder."""
     expect = {"packaged-text": MINILM_HUB, "hub-cls": "peftlab-test/tiny-bert", "hub-vit": "peftlab-test/tiny-vit",
               "local-mean": models.local["local-mean"], "local-cls": models.local["local-cls"],
-              "local-cnn": models.local["local-cnn"]}  # fmt: skip
+              "local-cnn": models.local["local-cnn"], "local-clip": models.local["local-clip"]}  # fmt: skip
     adapters = [r for r in trained.values() if (r.saved / "adapter_config.json").is_file()]
     assert adapters
     for run in adapters:
@@ -155,6 +146,11 @@ def test_adapters_name_their_base_as_users_find_it(trained, models):
                 config["encoder_name_or_path"] == base
                 and "AutoModelForSequenceClassification" in config["auto_map"]
             )
+        if run.kind == "local-clip":  # the CLIPForImageClassification config the snippet builds the base from
+            base_dir = run.saved / portable.BASE
+            assert sorted(f.name for f in base_dir.iterdir()) == ["config.json"]
+            config = json.loads((base_dir / "config.json").read_text())
+            assert config["model_type"] == "clip" and len(config["id2label"]) == 10
         # peft's own template is replaced by the run's model card
         assert "More Information Needed" not in (run.saved / "README.md").read_text()
 

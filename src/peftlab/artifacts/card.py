@@ -50,7 +50,7 @@ def header(record: Record, p, export: dict | None = None) -> str:
     tags = ["peftlab", record.method or "", task]
     if record.method in LORA_FAMILY:
         tags.append("lora")
-    if p is not None and p.mean_pooled:
+    if (p is not None and p.mean_pooled) or task == "vqa":
         tags.append("custom_code")  # the hub's tag for folders loaded with trust_remote_code=True
     results = []
     for key, kind, shown in METRICS:
@@ -74,7 +74,7 @@ def header(record: Record, p, export: dict | None = None) -> str:
 
 def _library(p, export: dict | None) -> str:
     if p is None:
-        return "pytorch"  # a VQA head: plain torch weights
+        return "transformers"  # a VQA head: a transformers model whose class ships in the folder
     return "peft" if p.kind == "adapter" and export is None else "transformers"
 
 
@@ -215,22 +215,19 @@ def _load_section(record: Record, p) -> list[str]:
     lines = ["## Use it"]
     if p is None:
         if record.task == "vqa" and record.artifacts.saved:
-            lines += ["", f"The answer head is `{record.artifacts.saved}/head.safetensors` over frozen encoders; "
-                      "peftlab answers with it:", "", "```bash",
-                      f"peftlab predict {run} --image photo.png --question 'what shape is in the image?'", "```"]  # fmt: skip
+            lines += _vqa_load(record, run)
         else:
             lines += ["", "No model was saved (the run had --no-save-model)."]
         return lines
-    snippet = portable.load_lines(p)
-    if snippet is None:
-        lines += ["", f"No short loading form: {p.extra.get('no_snippet')}."]
-    else:
-        lines += ["", "With transformers" + (" and peft" if p.kind == "adapter" else "") + " alone (no peftlab):",
-                  "", "```python", *snippet, "```"]  # fmt: skip
-        lines += ["", _how_to_call(p)]
-        lines += _why(p)
+    lines += ["", "With transformers" + (" and peft" if p.kind == "adapter" else "") + " alone (no peftlab):",
+              "", "```python", *portable.load_lines(p), "```"]  # fmt: skip
+    lines += ["", _how_to_call(p)]
+    lines += _why(p)
     if p.base.note:
-        lines += ["", f"Base model: `{p.base.ref}` is {p.base.note}."]
+        lines += [
+            "",
+            f"Base model: `{p.base.ref}` is {p.base.note}, or use `peftlab export` for a standalone folder.",
+        ]
     flag = "--text 'some text'" if p.task == "text-classification" else "--image photo.png"
     lines += ["", "With peftlab:", "", "```bash", f"peftlab predict {run} {flag}",
               f"peftlab export {run} --out {Path(run).name}-export   # a merged standalone model for pipeline()",
@@ -250,7 +247,41 @@ def _how_to_call(p) -> str:
     return f"Then {call}; the class is `logits.argmax(-1)`, in this order: {names}."
 
 
+def _vqa_load(record: Record, run: str) -> list[str]:
+    import json
+
+    from peftlab.artifacts import portable
+
+    saved = Path(record.artifacts.saved)
+    try:
+        how = json.loads((saved / portable.MANIFEST).read_text())
+    except (OSError, ValueError):
+        how = {}
+    lines = []
+    if (saved / "config.json").is_file():
+        lines += ["", "With transformers alone (no peftlab):", "", "```python",
+                  *portable.vqa_load_lines(str(saved)), "```", "",
+                  "`model.answer(images, questions)` takes a PIL image and a question (or lists of them, paired one to "
+                  "one, or one image with many questions) and gives `{\"label\": answer, \"probs\": {answer: p, ...}}`; "
+                  "`model.logits(images, questions)` gives the (B, K) logits. `trust_remote_code=True` runs "
+                  "`vqamodel.py`, shipped in this folder (torch + transformers only): the two frozen encoders embed the "
+                  "image and the question as this run did, then the trained fusion head (`head.safetensors`) scores "
+                  "the answers. No transformers class fuses two separate encoders, so the class ships with the head."]  # fmt: skip
+        for kind, base in (how.get("bases") or {}).items():
+            where = f"`{base['ref']}`"
+            lines += ["", f"The {kind.replace('clip-', '')} encoder is read from {where}"
+                      + (f", {base['note']}." if base.get("note") else ".")]  # fmt: skip
+    lines += ["", "With peftlab:", "", "```bash",
+              f"peftlab predict {run} --image photo.png --question 'what shape is in the image?'", "```"]  # fmt: skip
+    return lines
+
+
 def _why(p, exported: bool = False) -> list[str]:
+    if p.extra.get("clip_tower") and not exported:
+        return ["", f"The base `{p.base.ref}` is a bare CLIP vision tower; the run classified with transformers' "
+                "`CLIPForImageClassification` around it (the tower's mean-pooled patch tokens, then a linear layer). "
+                "`base/config.json` is that class's config (labels included, no weights); `key_mapping` reads the "
+                "tower's weights into its `vision_model`, and the adapter restores the trained head."]  # fmt: skip
     if not p.mean_pooled:
         return []
     adapter = p.kind == "adapter" and not exported

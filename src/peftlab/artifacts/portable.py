@@ -83,7 +83,7 @@ def base_of(name: str) -> Base:
             return Base(packaged.hub_id, packaged.hub_id, kind)
         note = (f"peftlab's packaged {name}: {packaged.description}. It is not on the Hugging Face hub; "
                 f"the folder above is where peftlab converted it on the machine that trained ({packaged.install}, "
-                "then any peftlab run converts it again), or use `peftlab export` for a standalone folder")  # fmt: skip
+                "then any peftlab run converts it again)")  # fmt: skip
         return Base(folder, None, kind, note)
     return Base(folder, None, kind)
 
@@ -173,9 +173,11 @@ def save(model, loaded, cfg, run_id: str) -> Portable:
     standard_adapter = is_adapter and not mean
     extra = {}
     if standard_adapter and _base_model_type(cfg.model) == "clip_vision_model":
-        # a bare CLIP vision tower: peftlab builds CLIPForImageClassification around it, which from_pretrained
-        # cannot do from the tower's folder alone
-        extra["no_snippet"] = "the base is a bare CLIP vision tower; load the folder `peftlab export` writes"
+        # a bare CLIP vision tower: peftlab builds CLIPForImageClassification (a CLIPConfig around the tower's
+        # config) and reads the tower's weights under vision_model.*; base/ keeps that config for the snippet
+        (target / BASE).mkdir(parents=True, exist_ok=True)
+        inner.config.save_pretrained(target / BASE)
+        extra["clip_tower"] = True
     text = cfg.task == "text-classification"
     portable = Portable(
         folder=str(target), kind=ADAPTER if is_adapter else MODEL, task=cfg.task, label_names=labels,
@@ -207,9 +209,8 @@ def _literal(value) -> str:
     return json.dumps(str(value))  # a Python string literal, double-quoted, escapes included
 
 
-def load_lines(p: Portable) -> list[str] | None:
-    """The three lines that load this artifact with transformers (+ peft for adapters) alone, or None where no short
-    form exists (an adapter on a CLIP vision tower: export it, then load the export)."""
+def load_lines(p: Portable) -> list[str]:
+    """The three lines that load this artifact with transformers (+ peft for adapters) alone."""
     auto = AUTO[p.task]
     var, proc_cls = PROCESSOR[p.task]
     folder = _literal(p.folder)
@@ -226,8 +227,15 @@ def load_lines(p: Portable) -> list[str] | None:
             f"model = PeftModel.from_pretrained({auto}.from_pretrained({base}, trust_remote_code=True), {folder})",
             proc,
         ]
-    if p.extra.get("no_snippet"):
-        return None
+    if p.extra.get("clip_tower"):
+        # the standard class from the tower's weights, its config (labels included) from base/; the tower's keys
+        # (embeddings.*, encoder.*, ...) go under vision_model.*, keys already there stay
+        from peftlab.models.loading import CLIP_TOWER_KEYS
+
+        base = _literal(Path(p.folder) / BASE)
+        return [f"from peft import PeftModel; from transformers import CLIPForImageClassification, {proc_cls}",
+                f"model = PeftModel.from_pretrained(CLIPForImageClassification.from_pretrained({_literal(p.base.ref)}, "
+                f"config={base}, key_mapping={CLIP_TOWER_KEYS!r}), {folder})", proc]  # fmt: skip
     id2label = repr(dict(enumerate(p.label_names)))
     labels = (
         f"id2label={id2label}" if len(id2label) <= MAX_INLINE_LABELS else f"num_labels={len(p.label_names)}"
@@ -236,6 +244,14 @@ def load_lines(p: Portable) -> list[str] | None:
     peft_auto = PEFT_AUTO[p.task]
     return [f"from peft import {peft_auto}; from transformers import {proc_cls}",
             f"model = {peft_auto}.from_pretrained({folder}, {labels}{mismatch})", proc]  # fmt: skip
+
+
+def vqa_load_lines(folder: str) -> list[str]:
+    """The three lines that load a VQA run's vqa-head/ folder with transformers alone and answer one question:
+    config.json's auto_map points AutoModel at the folder's vqamodel.py (tasks/vqa/vqamodel.py)."""
+    return ["from transformers import AutoModel; from PIL import Image",
+            f"model = AutoModel.from_pretrained({_literal(folder)}, trust_remote_code=True)",
+            'print(model.answer(Image.open("photo.png"), "what is in the image?"))']  # fmt: skip
 
 
 def load(folder: str | Path):

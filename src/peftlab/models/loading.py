@@ -25,6 +25,9 @@ from peftlab.models.packaged import PACKAGED_MODELS, PackagedModel
 
 TASKS = ("text-classification", "image-classification")
 POOLINGS = ("auto", "mean", "cls", "image")
+# a bare CLIP vision tower's checkpoint keys -> CLIPForImageClassification's (from_pretrained's key_mapping, a regex
+# per key): every key not already under vision_model. goes there (transformers 5 saves embeddings.*, encoder.*, ...)
+CLIP_TOWER_KEYS = {r"^(?!vision_model\.)": "vision_model."}
 
 
 @dataclass
@@ -423,11 +426,14 @@ def _from_pretrained(ref: str, cls, config, base_config, hub: dict) -> tuple[nn.
         return MeanPoolForSequenceClassification(config, encoder=encoder), list(info.get("missing_keys", []))
     extra = {}
     if base_config.model_type == "clip_vision_model":
-        # transformers 5 saves a CLIPVisionModel as embeddings.* / encoder.* (4.x: vision_model.*);
         # CLIPForImageClassification holds the tower at vision_model.
-        extra["key_mapping"] = {r"^(embeddings|pre_layrnorm|encoder|post_layernorm)\.": r"vision_model.\1."}
+        extra["key_mapping"] = CLIP_TOWER_KEYS
     model, info = cls.from_pretrained(ref, config=config, dtype=torch.float32, ignore_mismatched_sizes=True,
                                       output_loading_info=True, **extra, **hub)  # fmt: skip
+    if extra:
+        # transformers keeps a key_mapping to undo it on save_pretrained (vision_model.* -> the tower's names), which
+        # would write an export that CLIPForImageClassification reads back without its tower: save the names it has
+        model._weight_conversions = []
     return model, list(info.get("missing_keys", []))
 
 

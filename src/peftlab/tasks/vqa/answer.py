@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 
 from peftlab.errors import BadInput
-from peftlab.tasks.vqa.dual import DualProjection
-from peftlab.tasks.vqa.encoders import Encoders, contrastive_scale, image_batch, resolve_encoders, text_batch
-from peftlab.tasks.vqa.heads import FusionHead
+from peftlab.tasks.vqa.encoders import Encoders, image_batch, resolve_encoders, text_batch
+from peftlab.tasks.vqa.vqamodel import DualProjection, FusionHead, contrastive_scale
 
 
 @dataclass

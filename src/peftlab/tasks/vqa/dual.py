@@ -13,34 +13,15 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from peftlab.tasks.vqa.cache import cache_dir
+from peftlab.tasks.vqa.vqamodel import DUAL_DIM, DualProjection
 from peftlab.train.fast import torch_threads
 
-DUAL_DIM = 512  # shared embedding width, as CLIP ViT-B/32's projection_dim
 DUAL_EPOCHS, DUAL_BATCH, DUAL_LR = 30, 256, 1e-3
-INIT_TEMPERATURE = 0.07  # CLIP's initial temperature: logit scale exp(log(1 / 0.07)) = 14.3
 DUAL_VERSION = 1  # bump when the recipe changes: it is part of the cache key
 UNINFORMATIVE = {"yes", "no"}  # answers that describe no image on their own (numbers too)
-
-
-class DualProjection(nn.Module):
-    """CLIP's top: visual_projection (Di -> P) and text_projection (Dt -> P), no bias, plus a learned logit scale."""
-
-    def __init__(self, d_img: int, d_txt: int, dim: int = DUAL_DIM):
-        super().__init__()
-        self.visual_projection = nn.Linear(d_img, dim, bias=False)
-        self.text_projection = nn.Linear(d_txt, dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
-
-    def image(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.visual_projection(x), dim=-1)  # (B, Di) -> (B, P), unit length
-
-    def text(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_projection(x), dim=-1)  # (B, Dt) -> (B, P), unit length
 
 
 def dual_params(d_img: int, d_txt: int, dim: int = DUAL_DIM) -> int:

@@ -10,10 +10,10 @@ import inspect
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from peftlab.errors import BadInput
 from peftlab.models.loading import quiet
+from peftlab.tasks.vqa.vqamodel import embed_image_batch, embed_text_batch, load_encoder
 from peftlab.train.encode import size_kwargs
 
 DEFAULT_IMAGE, DEFAULT_TEXT = "mobilenet-v2", "minilm-l6"  # the towers `--encoder dual` assembles by default
@@ -150,10 +150,6 @@ def check_tower(tower: Tower, model: torch.nn.Module) -> None:
         )
 
 
-def _convolutional(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-
-
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -162,23 +158,14 @@ def load_tower(tower: Tower) -> tuple[torch.nn.Module, object]:
     """The frozen model in eval mode and its processor (image processor or tokenizer); loaded once per tower."""
     if tower._model is not None:
         return tower._model, tower._processor
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
     try:
         with quiet():
-            model = AutoModel.from_pretrained(tower.location).eval()
-            if tower.kind in ("image", "clip-image"):
-                processor = AutoImageProcessor.from_pretrained(tower.location)
-            else:
-                processor = AutoTokenizer.from_pretrained(tower.location)
+            model, processor = load_encoder(tower.location, tower.kind)
     except (OSError, ValueError) as e:
         raise BadInput(
             f"{tower.flag} {tower.name}: cannot load it ({str(e).splitlines()[0][:160]}); an image model needs its "
             "preprocessor_config.json, a text model its tokenizer files"
         ) from None
-    model.requires_grad_(False)
-    if _convolutional(model):
-        model.to(memory_format=torch.channels_last)  # oneDNN convolutions in NHWC skip a reorder per layer
     tower._model, tower._processor = model, processor
     return model, processor
 
@@ -273,47 +260,13 @@ def choose_image_size(
 # --- computing embeddings ---------------------------------------------------------------------------------
 
 
-def contrastive_scale(z: torch.Tensor) -> torch.Tensor:
-    """(B, D) -> (B, D) L2-normalised, times sqrt(D): the direction a contrastive loss compares, with coordinates of
-    unit mean square. Unit vectors alone multiply (product fusion) into entries ~1/D that a head barely learns from."""
-    return F.normalize(z.float(), dim=-1) * z.shape[-1] ** 0.5
-
-
-def _as_tensor(out) -> torch.Tensor:
-    # transformers 5 returns BaseModelOutputWithPooling from get_*_features; 4.x returned the tensor
-    return out if torch.is_tensor(out) else out.pooler_output
-
-
 def image_batch(tower: Tower, images: list, image_size: int | None) -> torch.Tensor:
-    """PIL images -> (B, D) float32 embeddings."""
+    """PIL images -> (B, D) float32 embeddings (vqamodel.embed_image_batch: what the saved folder computes too)."""
     model, processor = load_tower(tower)
-    size = size_kwargs(processor, image_size)
-    pixels = processor(images=images, return_tensors="pt", **size)["pixel_values"]  # (B, 3, S, S)
-    if _convolutional(model):
-        pixels = pixels.contiguous(memory_format=torch.channels_last)  # same values, NHWC strides
-    with torch.inference_mode():
-        if tower.kind == "clip-image":
-            return contrastive_scale(_as_tensor(model.get_image_features(pixel_values=pixels)))
-        out = model(pixel_values=pixels)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is None:  # no pooler: CLS token of a sequence (B, T, D), else mean over space (B, C, H, W)
-            h = out.last_hidden_state
-            pooled = h[:, 0] if h.dim() == 3 else h.mean(dim=(2, 3))
-        return pooled.flatten(1).float()  # ResNet (B, 2048, 1, 1) -> (B, 2048); MobileNetV2 (B, 1280)
+    return embed_image_batch(model, processor, images, tower.kind, size_kwargs(processor, image_size))
 
 
 def text_batch(tower: Tower, texts: list[str], max_length: int) -> torch.Tensor:
     """Strings -> (B, D) float32 embeddings: sentence-transformers' mean + L2 norm; CLIP's as contrastive_scale."""
     model, tok = load_tower(tower)
-    batch = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.inference_mode():
-        if tower.kind == "clip-text":
-            feats = _as_tensor(
-                model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            )
-            return contrastive_scale(feats)
-        hidden = model(**batch).last_hidden_state  # (B, T, D)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        # (B, T, D) -> (B, D): mean over the unmasked tokens, as sentence-transformers pools
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return F.normalize(mean.float(), dim=-1)
+    return embed_text_batch(model, tok, texts, tower.kind, max_length)

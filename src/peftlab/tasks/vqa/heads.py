@@ -9,57 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from peftlab.tasks.vqa.vqamodel import FusionHead, fused_width
 from peftlab.train.fast import EVAL_BATCH, FitStats, fit_heads, logits_in_batches
 
 INPUTS = ("both", "image", "question")  # "image" / "question": the one-embedding baselines
-
-
-def fused_width(d_img: int, d_txt: int, fusion: str, hidden: int, inputs: str = "both") -> tuple[int, bool]:
-    """(width of the fused vector, whether the two embeddings are first projected to `hidden` to multiply them)."""
-    if inputs == "image":
-        return d_img, False
-    if inputs == "question":
-        return d_txt, False
-    project = fusion != "concat" and d_img != d_txt  # an element-wise product needs equal widths
-    d_prod = hidden if project else d_img
-    return {"concat": d_img + d_txt, "product": d_prod, "concat-product": d_img + d_txt + d_prod}[
-        fusion
-    ], project
-
-
-class FusionHead(nn.Module):
-    """concat:          [i; q]              (B, Di) ++ (B, Dq) -> (B, Di + Dq)
-    product:            i * q               (B, D) * (B, D) -> (B, D); unequal widths: (Pi i) * (Pq q), (B, H)
-    concat-product:     [i; q; i * q]       (B, Di + Dq + D)
-    then Linear(D_fused, H) + ReLU (+ Dropout) + Linear(H, K)."""
-
-    def __init__(self, d_img: int, d_txt: int, num_answers: int, fusion: str = "concat", hidden: int = 512,
-                 dropout: float = 0.0, inputs: str = "both"):  # fmt: skip
-        super().__init__()
-        self.fusion, self.inputs = fusion, inputs
-        d_fused, project = fused_width(d_img, d_txt, fusion, hidden, inputs)
-        self.proj_img = nn.Linear(d_img, hidden) if project else None
-        self.proj_txt = nn.Linear(d_txt, hidden) if project else None
-        self.hidden = nn.Linear(d_fused, hidden)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, num_answers)
-
-    def fuse(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
-        if self.inputs == "image":
-            return img
-        if self.inputs == "question":
-            return txt
-        if self.fusion == "concat":
-            return torch.cat([img, txt], dim=-1)
-        prod = self.proj_img(img) * self.proj_txt(txt) if self.proj_img is not None else img * txt
-        return prod if self.fusion == "product" else torch.cat([img, txt, prod], dim=-1)
-
-    def forward(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
-        h = self.drop(F.relu(self.hidden(self.fuse(img, txt))))  # (B, D_fused) -> (B, H)
-        return self.out(h)  # (B, H) -> (B, K)
 
 
 def head_params(

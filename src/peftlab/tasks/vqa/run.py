@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 from peftlab.config import RunConfig
 from peftlab.data.vqa import Columns, ImageSet, VQAData, load_vqa
 from peftlab.errors import BadInput
+from peftlab.models.loading import quiet
 from peftlab.params import Prediction, compare_counts, measure
 from peftlab.record import Data, Memory, Metrics, Params, Record, Time
 from peftlab.tasks.vqa import IMAGE_SIZE
@@ -30,13 +32,14 @@ from peftlab.tasks.vqa.encoders import (
     Encoders,
     check_tower,
     choose_image_size,
-    contrastive_scale,
     count_params,
     meta_model,
     resolve_encoders,
 )
 from peftlab.tasks.vqa.heads import FusionHead, Pairs, head_params, predict, train_heads
+from peftlab.tasks.vqa.vqamodel import contrastive_scale
 from peftlab.train import PeakMemory, Timer, metrics_from_predictions
+from peftlab.train.encode import size_kwargs
 
 
 def _log(progress: bool):
@@ -340,7 +343,7 @@ def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) ->
         f"{b['majority']['accuracy']:.4f}, question-only {b['question_only']['accuracy']:.4f}, image-only "
         f"{b['image_only']['accuracy']:.4f}), {record.params.trainable:,} trainable, train {stats.train_s:.1f}s")  # fmt: skip
     if cfg.save_model:
-        record.artifacts.saved = _save(head, cfg, record, vocab, emb.get("projection"))
+        record.artifacts.saved = _save(head, cfg, record, vocab, emb.get("projection"), enc, size.arg)
 
 
 SINGLE_INPUT = (("question", "question_only"), ("image", "image_only"))  # FusionHead inputs -> baseline name
@@ -375,18 +378,48 @@ def _params(
     return Params.from_dict(compare_counts(measured, prediction))
 
 
-def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str], projection=None) -> str:
+def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str], projection, enc: Encoders,
+          image_size: int | None) -> str:  # fmt: skip
     """The trained head (safetensors) + what it needs: answers, widths, fusion, encoders; `--encoder dual` runs also
-    their contrastive projections (projection.safetensors), without which new inputs cannot be embedded alike."""
+    their contrastive projections (projection.safetensors), without which new inputs cannot be embedded alike.
+    config.json + vqamodel.py make the folder a transformers model (AutoModel, trust_remote_code=True) that reads the
+    encoders from where a user finds them and embeds as this run did (image_size: what the image processor got)."""
     from safetensors.torch import save_file
+
+    from peftlab.artifacts.portable import base_of, vqa_load_lines
+    from peftlab.tasks.vqa import vqamodel
 
     target = Path(cfg.out) / record.run_id / "vqa-head"
     target.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(target / "head.safetensors"))
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(target / vqamodel.HEAD_FILE))
     if projection is not None:
         state = {k: v.detach().contiguous() for k, v in projection.state_dict().items()}
-        save_file(state, str(target / "projection.safetensors"))
+        save_file(state, str(target / vqamodel.PROJECTION_FILE))
     vqa = record.extra["vqa"]
+    bases = {tower.kind: base_of(tower.name) for tower in (enc.image, enc.text)}
+    image_kind, text_kind = enc.image.kind, enc.text.kind
+    processor_kwargs = {}
+    if (
+        image_size is not None
+    ):  # the resize + crop the encoder's processor was given (its config alone is read)
+        from transformers import AutoImageProcessor
+
+        with quiet():
+            processor_kwargs = size_kwargs(AutoImageProcessor.from_pretrained(enc.image.location), image_size)
+    config = vqamodel.VQAConfig(
+        answers=vocab, fusion=cfg.fusion, hidden=cfg.hidden, dropout=cfg.dropout, image_dim=vqa["dims"]["image"],
+        text_dim=vqa["dims"]["text"], image_encoder=bases[image_kind].ref, text_encoder=bases[text_kind].ref,
+        image_kind=image_kind, text_kind=text_kind, image_processor_kwargs=processor_kwargs,
+        question_max_length=cfg.max_length,
+        projection_dim=projection.visual_projection.out_features if projection is not None else None,
+        projection_input_dims=[projection.visual_projection.in_features, projection.text_projection.in_features]
+        if projection is not None
+        else None,
+        auto_map={"AutoConfig": "vqamodel.VQAConfig", "AutoModel": "vqamodel.VQAModel"},
+        architectures=["VQAModel"],
+    )  # fmt: skip
+    config.save_pretrained(target)
+    shutil.copy(vqamodel.__file__, target / "vqamodel.py")
     how = {
         "answers": vocab,
         "fusion": cfg.fusion,
@@ -395,8 +428,9 @@ def _save(head: FusionHead, cfg: RunConfig, record: Record, vocab: list[str], pr
         **vqa["dims"],
         "encoders": vqa["encoders"],
         "image_size": vqa["image_size"]["pixels"],  # the side images were resized and centre-cropped to
-        "load": "peftlab.tasks.vqa.heads.FusionHead(image, text, len(answers), fusion, hidden, dropout)"
-        ".load_state_dict(safetensors.torch.load_file('head.safetensors')); `peftlab predict RUN_DIR` answers",
+        # where each encoder is read from without peftlab (hub id or folder) and what to know about it
+        "bases": {kind: {"ref": b.ref, "hub_id": b.hub_id, "note": b.note} for kind, b in bases.items()},
+        "load": vqa_load_lines(str(target)),
     }
     (target / "peftlab.json").write_text(json.dumps(how, indent=2))
     return str(target)
