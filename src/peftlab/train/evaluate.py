@@ -29,13 +29,16 @@ def metrics_from_predictions(y_true: np.ndarray, y_pred: np.ndarray, label_names
 
 
 def predict(
-    model, enc: Encoded, batch_size: int, device: torch.device | str = "cpu", forward=None
+    model, enc: Encoded, batch_size: int, device: torch.device | str | None = None, forward=None
 ) -> np.ndarray:
     """(N,) predicted class ids, in the order of enc. `forward(model, batch) -> logits` may replace
-    model(**batch).logits (the frozen-prefix cache). Under accelerate launch every process gets all N."""
+    model(**batch).logits (the frozen-prefix cache). Batches go to `device`, by default where the model's weights are
+    (the GPU after training there). Under accelerate launch every process gets all N."""
     if distributed.world() > 1:  # accelerate launch: each process predicts its share, gathered exactly once
         return distributed.predict(model, enc, batch_size, forward)
     forward = forward or (lambda m, b: m(**b).logits)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     preds = np.empty(len(enc), dtype=np.int64)
@@ -48,8 +51,6 @@ def predict(
     return preds
 
 
-def evaluate(
-    model, enc: Encoded, batch_size: int, label_names: list[str], device="cpu", forward=None
-) -> dict:
+def evaluate(model, enc: Encoded, batch_size: int, label_names: list[str], device=None, forward=None) -> dict:
     preds = predict(model, enc, batch_size, device, forward)
     return metrics_from_predictions(enc.labels.numpy(), preds, label_names)
