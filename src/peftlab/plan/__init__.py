@@ -42,7 +42,8 @@ def _mean_tokens(steps) -> float:
     return sum(b * t for b, t in steps) / samples if samples else 0.0
 
 
-def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool, image=None, cached: int = 0) -> float:
+def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool, image=None, cached: int = 0,
+             kind: str | None = None) -> float:  # fmt: skip
     """Seconds of g over these (batch, tokens) steps: each distinct shape costed once, times its count."""
     if not steps or g is None:
         return 0.0
@@ -54,8 +55,8 @@ def _seconds(ctx: Context, g, steps, *, params: int = 0, text: bool, image=None,
     from peftlab.plan.timing import step_seconds
 
     cal = ctx.calibration
-    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text, image=image, cached=cached)["total"]
-               for (b, t), n in shapes.items())  # fmt: skip
+    return sum(n * step_seconds(cal, g, b, t, optimizer_params=params, text=text, image=image, cached=cached,
+                                kind=kind)["total"] for (b, t), n in shapes.items())  # fmt: skip
 
 
 def _flops(g, steps) -> int:
@@ -102,6 +103,24 @@ def _resident(pred, fp: FlopPlan) -> int:
     words = sum(x.params for x in fp.arch.layers if x.kind == "embedding" and x.what == "words"
                 and x.name not in weights)  # fmt: skip
     return max((pred.total or 0) - words, 0)
+
+
+def _lean_head(ctx: Context, cfg, method, fp: FlopPlan) -> tuple[int, int] | None:
+    """(features, labels) of the classifier when the run trains `head` in the lean loop (tasks/classification.py
+    `_fit`: a cached prefix, no trackers, one process, a calibrated machine), else None."""
+    if ctx.calibration is None or fp.cut is None or method.name != "head" or method.after_step is not None:
+        return None
+    if cfg.report_to or (
+        ctx.calibration.stored and not any(k.startswith("fast_head|") for k in ctx.calibration.table)
+    ):
+        return (
+            None  # trackers use the accelerate loop; a table stored before the lean loop was timed lacks it
+        )
+    linear = [op for op in fp.train.ops if op.kind == "linear" and op.grads[1] and not op.per_step]
+    if not linear:
+        return None
+    _, features, k = linear[-1].shape  # the classifier: (rows, in, out)
+    return int(features), int(k)
 
 
 def _cached_width(fp: FlopPlan) -> int:
@@ -205,7 +224,7 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     trainable = pred.trainable or 0
     if shapes.n_eval is None:
         evals = []
-    kw = {"text": shapes.text, "image": shapes.image}
+    kw = {"text": shapes.text, "image": shapes.image, "kind": fp.arch.kind}
     width = _cached_width(fp)  # values per token (text) or per image the cut model reads from the cache
     t_train = _seconds(ctx, fp.train, steps, params=trainable, cached=width, **kw)
     t_cap_train = _seconds(ctx, fp.capture, cap_train, **kw)
@@ -214,6 +233,16 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     fixed_train, _, fixed_eval, _ = ctx.calibration.fixed() if ctx.calibration is not None else (0.0,) * 4
     t_train += fixed_train if steps else 0.0
     t_eval += fixed_eval if evals else 0.0
+    lean = _lean_head(ctx, cfg, method, fp) if steps else None
+    if lean is not None:  # head past the cache trains in train/fast.py's loop, not the accelerate loop
+        from peftlab.plan.timing import bucket
+
+        features, k = lean
+        set_up, per_step = ctx.calibration.fast_head(bucket(cfg.batch_size), features, k)
+        # its input features: one evaluation-mode pass of the cut model over the cached training set, made by the
+        # run that builds the cache (later runs of the grid reuse them)
+        t_feats = _seconds(ctx, fp.eval, cap_train, cached=width, **kw)
+        t_train = set_up + len(steps) * per_step + t_feats
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,

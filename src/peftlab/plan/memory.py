@@ -12,8 +12,10 @@ from __future__ import annotations
 
 MB = 2**20
 # What a run holds besides the arithmetic below, measured on this project's runs (MiB): the tokenizer or image
-# processor, PEFT's wrappers, autograd's bookkeeping, the allocator's rounding. See docs/plan.md.
-RUNTIME_MB = 80.0
+# processor, PEFT's wrappers, autograd's bookkeeping, the allocator's rounding. A run that only loads MiniLM-L6 and
+# evaluates from its caches holds ~120 MiB (80 + its 41 MiB of touched weights); one that does the same with
+# MobileNetV2 holds ~62 MiB (50 + 9 MiB of weights): no tokenizer, a smaller model object. See docs/plan.md.
+RUNTIME_MB = {"transformer": 80.0, "cnn": 50.0}
 # The backward's working set above the kept activations: activation gradients, and freed blocks glibc's allocator does
 # not hand back between them, measured at ~0.9 × the kept activations (MiniLM-L6 LoRA / IA3 / BitFit / full steps).
 # AdamW's moments are made after the first backward, in memory the activations freed: only what exceeds half of
@@ -50,7 +52,7 @@ def parts(*, kind: str, resident_params: int, trainable: int, train_graph, eval_
         "weights": 4.0 * resident_params / MB,
         "data": data_bytes / MB,
         "prefix_cache": cache_bytes / MB,
-        "runtime": RUNTIME_MB,
+        "runtime": RUNTIME_MB[kind],
     }
     train_steps, eval_steps = set(train_steps), set(eval_steps)  # distinct shapes
     if training and train_steps:
