@@ -163,20 +163,20 @@ measured") gives the ratio per run and says how many runs are within ±25% and w
 and for peak memory on the machine the demo ran on, undisturbed: a plan calibrated on a busy machine measures the
 pauses too.
 
-Reached on the 2-core machine (`make demo`, two single-thread workers, 36 runs, 30 of them training; 2026-12-03),
-predicted / measured:
+Reached on the 2-core machine (`make demo` on a clean clone, two single-thread workers, 36 runs, 30 of them training;
+2026-12-03), predicted / measured:
 
 | | within ±25% | worst |
 |---|---:|---|
-| train time | 24 of 30 | MobileNetV2 `head`, seeds 1-2: 0.07 s predicted, 0.15-0.17 s measured (0.42); MobileNetV2 last block: 1.87 s against 2.8-2.95 s (0.63-0.67) |
-| run's own peak memory | 31 of 36 | MiniLM-L6 last block: 284 MiB against 405-414 MiB (0.69-0.70); MobileNetV2 LoRA seed 1: 440 against 607 MiB (0.73) |
+| train time | 23 of 30 | `head` runs that reuse a cache: MiniLM-L6 seed 2, 0.02 s predicted against 0.08 s (0.27), MobileNetV2 seeds 1-2, 0.05 against 0.11 s (0.46-0.49); MobileNetV2 full fine-tuning seeds 1-2, 15.9 against 21.6-22.2 s (0.71-0.73); MiniLM-L6 `head` seed 0 (it builds the cache), 6.1 against 4.6 s (1.33) |
+| run's own peak memory | 33 of 36 | MiniLM-L6 last block: 284 MiB against 395-398 MiB (0.71-0.72) at every seed |
 
-Why these: the `head` runs that reuse a cache train for 0.1-0.2 s, in which a few hundred microseconds per step of the
-lean loop, doubled while the other worker runs, is the whole time; the last-block runs of MobileNetV2 train on 2 × 2
-feature maps, where convolution backward calls cost a fixed ~1 ms each that no FLOP rate describes and that the other
-worker slows further (alone, the same run measured 2.61 s against 2.29 s predicted: 0.88). MiniLM-L6's last block
-holds ~120 MiB more than its parts add up to at every seed (not yet explained), and RSS of the MobileNetV2 LoRA runs
-moves by 200 MiB between seeds of the same run, more than the model's error. Without the composition factor, the demo
+Why these: the `head` runs that reuse a cache train for 0.1 s, in which a few hundred microseconds per step of the
+lean loop, doubled while the other worker runs, is the whole time (the calibration times that loop alone, without the
+head's dropout); MobileNetV2's steps are many small convolutions whose backward calls cost a fixed part that no FLOP
+rate describes and that the other worker slows further (alone, a MobileNetV2 last-block run measured 2.61 s against
+2.29 s predicted: 0.88). MiniLM-L6's last block holds ~110 MiB more than its parts add up to, at every seed (not yet
+explained). Without the composition factor, the demo
 run by one worker with a fresh calibration was predicted at 0.6-0.8 of its measured time for most runs (0.42 at
 worst); with a calibration made while other work ran, at 2-4 times it: recalibrate (`peftlab plan ...
 --recalibrate`) on a quiet machine.
