@@ -110,12 +110,12 @@ def _lean_head(ctx: Context, cfg, method, fp: FlopPlan) -> tuple[int, int] | Non
     `_fit`: a cached prefix, no trackers, one process, a calibrated machine), else None."""
     if ctx.calibration is None or fp.cut is None or method.name != "head" or method.after_step is not None:
         return None
-    if cfg.report_to or (
-        ctx.calibration.stored and not any(k.startswith("fast_head|") for k in ctx.calibration.table)
-    ):
-        return (
-            None  # trackers use the accelerate loop; a table stored before the lean loop was timed lacks it
-        )
+    # trackers train through the accelerate loop; a table stored before the lean loop was timed has no timing for it
+    stored_without = ctx.calibration.stored and not any(
+        k.startswith("fast_head|") for k in ctx.calibration.table
+    )
+    if cfg.report_to or stored_without:
+        return None
     linear = [op for op in fp.train.ops if op.kind == "linear" and op.grads[1] and not op.per_step]
     if not linear:
         return None
@@ -226,23 +226,22 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
         evals = []
     kw = {"text": shapes.text, "image": shapes.image, "kind": fp.arch.kind}
     width = _cached_width(fp)  # values per token (text) or per image the cut model reads from the cache
-    t_train = _seconds(ctx, fp.train, steps, params=trainable, cached=width, **kw)
+    fixed_train, _, fixed_eval, _ = ctx.calibration.fixed() if ctx.calibration is not None else (0.0,) * 4
+    lean = _lean_head(ctx, cfg, method, fp) if steps else None
+    if lean is not None:  # head past the cache trains in train/fast.py's lean loop, not the accelerate loop
+        from peftlab.plan.timing import bucket
+
+        set_up, per_step = ctx.calibration.fast_head(bucket(cfg.batch_size), *lean)
+        # + its input features: one evaluation-mode pass of the cut model over the cached training set, made by the
+        # run that builds the cache (later runs of the grid reuse them)
+        t_train = set_up + len(steps) * per_step + _seconds(ctx, fp.eval, cap_train, cached=width, **kw)
+    else:
+        t_train = _seconds(ctx, fp.train, steps, params=trainable, cached=width, **kw)
+        t_train += fixed_train if steps else 0.0
     t_cap_train = _seconds(ctx, fp.capture, cap_train, **kw)
     t_eval = _seconds(ctx, fp.eval, evals, cached=width, **kw)
     t_cap_eval = _seconds(ctx, fp.capture, cap_eval, **kw)
-    fixed_train, _, fixed_eval, _ = ctx.calibration.fixed() if ctx.calibration is not None else (0.0,) * 4
-    t_train += fixed_train if steps else 0.0
     t_eval += fixed_eval if evals else 0.0
-    lean = _lean_head(ctx, cfg, method, fp) if steps else None
-    if lean is not None:  # head past the cache trains in train/fast.py's loop, not the accelerate loop
-        from peftlab.plan.timing import bucket
-
-        features, k = lean
-        set_up, per_step = ctx.calibration.fast_head(bucket(cfg.batch_size), features, k)
-        # its input features: one evaluation-mode pass of the cut model over the cached training set, made by the
-        # run that builds the cache (later runs of the grid reuse them)
-        t_feats = _seconds(ctx, fp.eval, cap_train, cached=width, **kw)
-        t_train = set_up + len(steps) * per_step + t_feats
     out["time"] = {
         "train_s": round(t_train + t_cap_train, 3) if method.needs_training else 0.0,
         "eval_s": round(t_eval + t_cap_eval, 3) if shapes.n_eval is not None else None,
