@@ -27,6 +27,13 @@ def local_world() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", str(world())))
 
 
+def physical_cores() -> int:
+    """This machine's physical cores (logical ones where psutil cannot tell): what threads and workers share."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 def is_main() -> bool:
     return rank() == 0
 

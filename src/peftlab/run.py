@@ -80,10 +80,7 @@ def set_threads(cfg: RunConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     else:
-        import psutil
-
-        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // distributed.local_world()))
+        torch.set_num_threads(max(1, distributed.physical_cores() // distributed.local_world()))
 
 
 def run_experiment(

@@ -212,10 +212,9 @@ def run_worker(storage_url: str, grid: str, *, out: str | None = None, store: st
 def worker_threads(workers: int, threads: int | None) -> int:
     """Each worker's share of the cores: the --threads given, else physical cores // workers (at least 1), so N
     workers do not spin against each other."""
-    import psutil
+    from peftlab.distributed import physical_cores
 
-    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    return threads or max(1, cores // workers)
+    return threads or max(1, physical_cores() // workers)
 
 
 def run_grid(runs: list[RunConfig], out: Path, *, workers: int, storage: str | None, grid: str | None,
