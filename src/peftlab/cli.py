@@ -240,6 +240,15 @@ def cmd_plan(args) -> int:
 def cmd_tune(args) -> int:
     from peftlab.tune import tune
 
+    # trials train and validate only: no run records, models or tracker logs come out of them
+    idle = [
+        f"--{k.replace('_', '-')}"
+        for k in ("store", "save_model", "report_to")
+        if getattr(args, k, None) is not None
+    ]
+    if idle:
+        raise BadInput(f"{', '.join(idle)}: tune stores no runs, models or tracker logs (its trials live in "
+                       "--storage); leave it out and run the best settings with `peftlab run`")  # fmt: skip
     result = tune(_settings(args), trials=_trials(args.trials), storage=args.storage, study=args.study,
                   resume=args.resume, space=args.space, progress=not args.quiet)  # fmt: skip
     if args.json:

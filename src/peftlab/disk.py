@@ -36,7 +36,14 @@ def check_writable(folder: Path, flag: str) -> None:
             if "PEFTLAB_CACHE" in flag
             else "choose a writable folder"
         )
-        raise BadInput(f"{flag} {folder}: cannot write there ({e.strerror}); {what}") from None
+        raise BadInput(f"{flag} {folder}: cannot write there ({why_not(folder, e)}); {what}") from None
+
+
+def why_not(folder: Path, e: OSError) -> str:
+    """Why a folder could not be made: a file standing where a folder must be (named), else the OS's reason."""
+    folder = Path(folder)
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    return f"{blocking} is a file, not a folder" if blocking is not None else e.strerror
 
 
 def free_bytes(folder: Path) -> int:

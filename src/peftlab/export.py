@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from peftlab.errors import BadInput
+from peftlab import disk
+from peftlab.errors import BadInput, Stopped
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -27,6 +28,9 @@ def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
         raise BadInput(f"--out {out} already exists: choose a new folder, or add --overwrite to replace it")
     if here.exists() and not here.is_dir():
         raise BadInput(f"--out {out} is a file: choose a folder")
+    disk.check_writable(
+        out.parent, "--out"
+    )  # the export is written beside its target, then renamed into place
 
 
 def _merged(model, p, method: str):
@@ -87,6 +91,9 @@ def export(run_dir: str | Path, out: str | Path, dtype: str | None = None, overw
     torch_dtype = getattr(torch, DTYPES[dtype or "fp32"])
     model = model.to(torch_dtype)
     model.config.dtype = DTYPES[dtype or "fp32"]
+    # every tensor of the merged model at the export dtype, plus 16 MiB for the processor, card and config files
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values()) + 16 * disk.MiB
+    disk.check_free(out.parent, need, "--out", "the exported model")
     # write beside the target, then swap it in: a failure never leaves half an export or loses the old one
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -108,6 +115,11 @@ def export(run_dir: str | Path, out: str | Path, dtype: str | None = None, overw
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except Exception as e:
+        if disk.is_full(e):  # nothing half-written stays: the temporary folder goes below
+            raise Stopped(f"the disk is full while exporting to {out} ({_size_mb(tmp):,.1f} MiB written of about "
+                          f"{need / disk.MiB:,.1f}); free some space or choose another --out") from None  # fmt: skip
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,6 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from peftlab import disk
 from peftlab.errors import BadInput
 from peftlab.record import Record, as_record
 
@@ -47,7 +48,7 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise BadInput(
-                    f"--store {path}: cannot create its folder ({e.strerror}); choose another path"
+                    f"--store {path}: cannot create its folder ({disk.why_not(self.path.parent, e)}); choose another path"
                 ) from None
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:

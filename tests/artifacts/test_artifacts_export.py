@@ -65,3 +65,40 @@ def test_overwrite_dtype_and_summary(trained, tmp_path, capsys):
     model = AutoModelForSequenceClassification.from_pretrained(half)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model.config.id2label == dict(enumerate(run.record["data"]["label_names"]))
+
+
+def test_unwritable_or_full_places_are_refused_before_loading_and_never_left_half_written(
+    trained, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import os
+
+    import transformers.modeling_utils
+
+    from peftlab import disk
+
+    run = trained["loha-local-cls"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _refused([run.run_dir, "--out", afile / "sub"], capsys, "afile is a file, not a folder")
+    # too little free space for the merged model: refused before anything is written
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 1024)
+    _refused([run.run_dir, "--out", tmp_path / "small"], capsys, "the exported model needs about")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    monkeypatch.undo()
+
+    def half_then_full(tensors, filename, *a, **k):  # the disk fills while the weights are written
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", half_then_full)  # its own binding
+    code, out, err = _export([run.run_dir, "--out", tmp_path / "full"], capsys)
+    assert (
+        code == 1
+        and out == ""
+        and err.count("\n") == 1
+        and "the disk is full" in err
+        and "Traceback" not in err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no export, no temporary folder left

@@ -122,3 +122,14 @@ def test_an_unwritable_cache_folder_is_refused_before_the_work(tmp_path, capsys,
         assert main([*argv, "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s.db")]) == 2
         assert "set PEFTLAB_CACHE to a writable folder" in _one_line(capsys)
     assert not (tmp_path / "s.db").exists() or Store(tmp_path / "s.db").records() == []
+
+
+def test_tune_refuses_flags_it_would_ignore(tmp_path, capsys):
+    """Trials store no runs, models or tracker logs: --store, --save-model and --report-to would be silently unused."""
+    tune = ["tune", "--model", "minilm-l6", "--dataset", "vader-tweets", "--method", "head", "--trials", "1",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main([*tune, "--store", str(tmp_path / "s.db")]) == 2
+    assert "--store: tune stores no runs" in _one_line(capsys)
+    assert main([*tune, "--no-save-model", "--report-to", "mlflow"]) == 2
+    assert "--save-model, --report-to" in _one_line(capsys)
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "o").exists()
