@@ -239,7 +239,8 @@ def expand(suite: dict) -> list[RunConfig]:
 def preflight(runs: list[RunConfig]) -> None:
     """Before anything trains: every (model, method, knobs) of the grid is planned from its config alone, so a method
     that cannot apply (a block size that does not divide a width, a knob PEFT rejects) stops the grid with one line,
-    not after hours of other runs. Models whose config cannot be read here are left to their run to report."""
+    not after hours of other runs; so does a model that cannot do the task of a dataset it is paired with. Models
+    whose config cannot be read here (a hub id offline) are left to their run to report."""
     from peftlab.methods import REGISTRY
     from peftlab.models import load_config
     from peftlab.models.loading import resolve_pooling
@@ -253,9 +254,12 @@ def preflight(runs: list[RunConfig]) -> None:
         seen.add(key)
         try:
             model_config = load_config(cfg.model)
-            pooling = resolve_pooling(cfg.model, cfg.pooling, cfg.task, model_config)
         except BadInput:
             continue
+        try:
+            pooling = resolve_pooling(cfg.model, cfg.pooling, cfg.task, model_config)
+        except BadInput as e:
+            raise BadInput(f"{cfg.model} on {cfg.dataset}: {e}") from None
         try:
             predict_from_config(model_config, cfg.task, 2, REGISTRY[cfg.method], cfg.knobs, pooling=pooling)
         except BadInput as e:

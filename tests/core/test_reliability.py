@@ -133,3 +133,20 @@ def test_tune_refuses_flags_it_would_ignore(tmp_path, capsys):
     assert main([*tune, "--no-save-model", "--report-to", "mlflow"]) == 2
     assert "--save-model, --report-to" in _one_line(capsys)
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_grid_pairing_a_model_with_a_dataset_of_another_task_stops_before_any_run(
+    tmp_path, capsys, monkeypatch
+):
+    """Found on main: the grid ran minilm-l6's point, then stopped at mobilenet-v2 on a text dataset."""
+    import peftlab.tasks.classification as classification
+
+    monkeypatch.setattr(classification, "_fit", lambda *a, **k: pytest.fail("training started"))
+    grid = ["compare", "--models", "minilm-l6,mobilenet-v2", "--datasets", "vader-tweets", "--methods", "head",
+            "--max-train-samples", "12", "--max-eval-samples", "9", "--out", str(tmp_path / "o"), "--quiet"]  # fmt: skip
+    assert main(grid) == 2
+    assert (
+        "mobilenet-v2 on vader-tweets: 'mobilenet-v2' (mobilenet_v2) is not a text classifier"
+        in _one_line(capsys)
+    )
+    assert not (tmp_path / "o" / "peftlab.db").exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from peftlab.flops.graph import Graph, Op, Poly
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 LOOP_S = 0.002  # each timing is the best of 5 loops of about this long
 SIZES = tuple(2**i for i in range(10, 23, 2))  # elementwise work and the optimiser: values measured at
 
@@ -357,14 +357,17 @@ class Calibration:
         index-slice batches from a features table, one thread as `head` runs it: timed over 1 and 41 batches."""
         import torch
 
-        from peftlab.train.fast import fit_heads
+        from peftlab.train.fast import fit_heads, hf_schedule
 
         def loop(steps: int) -> float:
             n = batch * steps
             feats, y = torch.randn(n, features), torch.arange(n) % labels
-            return min(fit_heads([torch.nn.Linear(features, labels)], lambda idx: (feats[idx],), y, epochs=1, lr=1e-3,
-                                 batch_size=batch, weight_decay=0.01, warmup_ratio=0.1, max_grad_norm=1.0, seed=0,
-                                 threads=1, progress=False).train_s for _ in range(3))  # fmt: skip
+            # the run's tail as `head` trains it: its dropout (~0.2 ms a step here, a third of a small head's step)
+            # then the classifier, on the accelerate loop's schedule
+            head = lambda: torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(features, labels))  # noqa: E731
+            return min(fit_heads([head()], lambda idx: (feats[idx],), y, epochs=1, lr=1e-3, batch_size=batch,
+                                 weight_decay=0.01, warmup_ratio=0.1, max_grad_norm=1.0, seed=0, threads=1,
+                                 progress=False, lr_factor=hf_schedule).train_s for _ in range(3))  # fmt: skip
 
         def run():
             # per step from the 41-batch loop whole (its set-up is a fraction of one step): the difference of the
@@ -376,6 +379,21 @@ class Calibration:
         key = f"fast_head|{batch},{features},{labels}"
         set_up = self.get(f"{key}|set_up", lambda: self._both(key, run)[0])
         return set_up, self.get(f"{key}|step", lambda: self._both(key, run)[1])
+
+    def hashing(self, nbytes: float) -> float:
+        """Seconds to SHA-1 `nbytes` of weights: what the frozen-prefix cache's key costs a run (train/cache.py
+        prefix_keys hashes the prefix's tensors once per run, cache hit or not). Rate timed on 32 MiB."""
+        import hashlib
+
+        import numpy as np
+
+        def run():
+            block = np.ones(8 * 2**20, dtype=np.float32)  # 32 MiB
+            return 32 * 2**20 / self._timed(lambda: hashlib.sha1(block.view(np.uint8)).digest())
+
+        if self.stored and "sha1|bytes_per_s" not in self.table:
+            return 0.0  # a table saved before this was timed: the key's cost left out (tens of ms)
+        return nbytes / self.get("sha1|bytes_per_s", run)
 
     def gather(self, batch: int, tokens: int, width: int) -> float:
         """Reading one batch of cached frozen-prefix activations (train/cache.py): text copies each sample's
