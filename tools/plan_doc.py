@@ -178,13 +178,17 @@ instead of once per split and which the plan times (`sha1|bytes_per_s` in the ca
 calibration trains what the run trains, the head's dropout then its classifier (the dropout is a third of a small
 head's step).
 
-The memory misses depend on what the process ran before. MiniLM-L6's last block, same settings, in one process
-(anonymous memory above the level at the start, `/proc/self/status`): after a `head` run 278 MiB (+197 MiB
-anonymous), after a `lora` run 461 MiB (+382 MiB anonymous), still 458 MiB with glibc's mmap threshold fixed at 4 MiB
-(`MALLOC_MMAP_THRESHOLD_`), so not the allocator's dynamic threshold; in the demo its worker had run BitFit, IA3 and
-LoRA first. MobileNetV2 LoRA shows the same: 478 MiB alone against 440 predicted (0.92), 440-576 MiB in the demo after
-other runs (0.76-0.84, within ±25% but low). The plan predicts a run in a process that has not trained before; what a
-previous training run leaves that makes the next one grow is not found yet. Without the composition factor, the demo
+The memory misses depend on what the process ran before, through glibc's allocator. MiniLM-L6's last block, same
+settings, in one process: after a `head` run 278 MiB, after a `lora` or `ia3` run 413-461 MiB, after a `bitfit` run
+294 MiB (no Python object survives a run: counted with `gc`). glibc serves large blocks with mmap and returns them on
+free, but each free of such a block raises the size below which later blocks come from the heap instead (its dynamic
+mmap threshold, up to 32 MiB), and heap blocks are reused with gaps rather than returned, so RSS can grow past the live
+tensors. With the threshold fixed at its starting value (`MALLOC_MMAP_THRESHOLD_=131072`) the effect goes (fixed at
+4 MiB it stays: 458 MiB), so it lives in the allocator; why LoRA and IA3 leave it and BitFit does not is not found yet.
+With the fixed threshold the last block measures 199 MiB after `lora`, and the runs themselves shrink (LoRA 860-894 to 511 MiB, full
+fine-tuning 1,055-1,072 to 723 MiB), but training takes 27-60% longer (every large block is a fresh mapping whose
+pages fault in), so peftlab leaves the allocator as it is. The plan predicts a run in a process whose threshold has not
+risen yet. Without the composition factor, the demo
 run by one worker with a fresh calibration was predicted at 0.6-0.8 of its measured time for most runs (0.42 at
 worst); with a calibration made while other work ran, at 2-4 times it: recalibrate (`peftlab plan ...
 --recalibrate`) on a quiet machine.
