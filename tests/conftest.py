@@ -15,6 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# peftlab's own cache (machine calibration, converted MobileNetV2 weights, VQA embeddings): one folder for the test
+# runs of this user, kept between sessions for speed, never the user's ~/.cache/peftlab
+os.environ.setdefault("PEFTLAB_CACHE", str(Path(tempfile.gettempdir()) / f"peftlab-test-cache-{os.getuid()}"))
 
 
 def _free_port() -> int:

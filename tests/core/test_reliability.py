@@ -150,3 +150,12 @@ def test_a_grid_pairing_a_model_with_a_dataset_of_another_task_stops_before_any_
         in _one_line(capsys)
     )
     assert not (tmp_path / "o" / "peftlab.db").exists()
+
+
+def test_a_missing_model_folder_is_refused_before_the_data_loads(tmp_path, capsys, monkeypatch):
+    import peftlab.tasks.classification as classification
+
+    monkeypatch.setattr(classification, "_load", lambda *a, **k: pytest.fail("the data was loaded"))
+    run = [a if a != "minilm-l6" else str(tmp_path / "no-such-model") for a in RUN]
+    assert main([*run, "--out", str(tmp_path / "o")]) == 2
+    assert "no such folder" in _one_line(capsys)

@@ -20,7 +20,7 @@ from peftlab.config import RunConfig
 from peftlab.data import ClassificationData, infer_task, load_data
 from peftlab.errors import BadInput
 from peftlab.methods import REGISTRY, Context, check_applies
-from peftlab.models import load_model
+from peftlab.models import load_config, load_model
 from peftlab.params import compare_counts, measure, predict
 from peftlab.record import Data, Memory, Metrics, Params, Predicted, Record, Time
 from peftlab.train import PeakMemory, Timer, TrainStats, encode, evaluate, train
@@ -171,6 +171,9 @@ def _tracked_epochs(val, cfg: RunConfig, labels: list, logits_fn):
 def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) -> None:
     log = _log(progress)
     method = REGISTRY[cfg.method]
+    load_config(
+        cfg.model
+    )  # a missing model folder or unknown id: one line before the data loads (a hub set is big)
     data = _load(cfg, memo)
     record.data = _data_section(data)
     labels = data.label_names
