@@ -164,15 +164,16 @@ and for peak memory on the machine the demo ran on, undisturbed: a plan calibrat
 pauses too.
 
 Reached on the 2-core machine (`make demo`, two single-thread workers, 36 runs, 30 of them training, a calibration
-made by the demo itself; 2026-12-03, at 065d1c2), predicted / measured:
+made by the demo itself; 2026-12-03: the working tree at 065d1c2, and a clean clone at 6d2397a), predicted / measured:
 
 | | within ±25% | worst |
 |---|---:|---|
-| train time | 28 of 30 | `head` runs that reuse a cache and train for a few hundredths of a second: MiniLM-L6 seed 2, 0.03 s predicted against 0.04 s (0.71); MobileNetV2 seed 1, 0.17 against 0.13 s (1.30) |
-| run's own peak memory | 33 of 36 | MiniLM-L6 last block: 284 MiB against 401 MiB (0.71) at every seed |
+| train time | 28 and 26 of 30 | `head` runs that reuse a cache and train for a tenth of a second or less: MiniLM-L6 seed 2, 0.03-0.04 s predicted against 0.04-0.05 s (0.71-0.73); MobileNetV2 seeds 1-2, 0.08 against 0.11-0.12 s (0.67-0.74) in one demo and 0.17 against 0.13 s (1.30) in the other; MiniLM-L6 `head` seed 0 (it builds the cache), 5.95 against 4.73 s (1.26) |
+| run's own peak memory | 33 and 32 of 36 | MiniLM-L6 last block: 284 MiB against 380-401 MiB (0.71-0.75); MobileNetV2 LoRA 370-440 against 531-614 MiB (0.70-0.72) in one demo |
 
 The time misses are runs of 0.04-0.16 s, where a millisecond of the lean loop's set-up or a pause of the other worker
-is a quarter of the run. Two changes brought the rest inside ±25% (the demo before them: 23 of 30): the key of the
+is a quarter of the run, and each worker times the shapes it needs while the other one trains: the two demos'
+calibrations put the same MobileNetV2 `head` run at 0.08 and 0.17 s. Two changes brought most of the rest inside ±25% (the demo before them: 23 of 30): the key of the
 frozen-prefix cache hashes the prefix's weights (MiniLM-L6: ~90 MB of SHA-1, ~50 ms), which a run now does once
 instead of once per split and which the plan times (`sha1|bytes_per_s` in the calibration); and the lean loop's
 calibration trains what the run trains, the head's dropout then its classifier (the dropout is a third of a small
@@ -184,7 +185,8 @@ settings, in one process: after a `head` run 278 MiB, after a `lora` or `ia3` ru
 free, but each free of such a block raises the size below which later blocks come from the heap instead (its dynamic
 mmap threshold, up to 32 MiB), and heap blocks are reused with gaps rather than returned, so RSS can grow past the live
 tensors. With the threshold fixed at its starting value (`MALLOC_MMAP_THRESHOLD_=131072`) the effect goes (fixed at
-4 MiB it stays: 458 MiB), so it lives in the allocator; why LoRA and IA3 leave it and BitFit does not is not found yet.
+4 MiB it stays: 458 MiB; fixed at the tops the dynamic thresholds climb to, 32 MiB and a 64 MiB trim threshold, it
+stays too: 439-447 MiB), so it lives in the allocator; why LoRA and IA3 leave it and BitFit does not is not found yet.
 With the fixed threshold the last block measures 199 MiB after `lora`, and the runs themselves shrink (LoRA 860-894 to 511 MiB, full
 fine-tuning 1,055-1,072 to 723 MiB), but training takes 27-60% longer (every large block is a fresh mapping whose
 pages fault in), so peftlab leaves the allocator as it is. The plan predicts a run in a process whose threshold has not
