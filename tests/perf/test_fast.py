@@ -109,3 +109,26 @@ def test_fractional_epochs_and_on_epoch():
                       on_epoch=seen.append)  # fmt: skip
     assert stats.steps == 5 and stats.samples == 10 + 8  # 3 batches, then 2 of the second epoch's 3
     assert seen == [1, 2]  # after the full pass and after the part of the second one
+
+
+def test_two_threads_give_the_one_thread_numbers(monkeypatch):
+    """On two cores the heads split into two parts of about equal weight, each stepping (forward, backward, clipping,
+    its own AdamW) on its own thread: the same numbers to the bit as one thread stepping all of them. Dropout keeps
+    them in one thread (masks drawn from one generator by two threads would come in a racing order)."""
+    import peftlab.distributed
+    from peftlab.train import fast
+
+    monkeypatch.setattr(peftlab.distributed, "physical_cores", lambda: 2)
+    assert fast._groups(_heads(), 1) == [[0], [1, 2]]  # the fusion head against the two baselines
+    assert fast._groups(_heads(dropout=0.1), 1) == [[0, 1, 2]]
+    assert fast._groups(_heads(), None) == [[0, 1, 2]]  # OpenMP threads: left to them
+    img, txt, pairs = _data()
+    split = _heads()
+    two = train_heads(split, img, txt, pairs, epochs=3, batch_size=8, seed=5, **KNOBS)
+    monkeypatch.setattr(fast, "_groups", lambda heads, threads: [list(range(len(heads)))])
+    whole = _heads()
+    one = train_heads(whole, img, txt, pairs, epochs=3, batch_size=8, seed=5, **KNOBS)
+    assert two.final_loss == one.final_loss and two.ema_loss == one.ema_loss
+    for a, b in zip(split, whole):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            assert torch.equal(p, q), name

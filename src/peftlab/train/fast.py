@@ -2,7 +2,8 @@
 permutation per epoch, gathered from contiguous tensors; fused AdamW; no DataLoader and no per-sample Python.
 
 `fit_heads(heads, gather, labels, ...)` trains one or several heads on the same batches (VQA's fusion head with its
-question-only and image-only baselines; `head` on cached classification features) and returns FitStats;
+question-only and image-only baselines; `head` on cached classification features) and returns FitStats; on two
+cores, several heads step in two parts side by side (one thread each), with the one-thread numbers to the bit;
 `epoch_batches` is the batcher, `logits_in_batches` evaluates in large batches under inference_mode.
 """
 
@@ -12,6 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -111,9 +113,14 @@ def fit_heads(
     total = total_steps(n, batch_size, epochs)
     warmup = int(total * warmup_ratio)
     holder = nn.ModuleList(heads)
-    opt = torch.optim.AdamW(param_groups(holder, weight_decay), lr=lr, **fused_kwargs(holder))
-    own = [[p for p in h.parameters() if p.requires_grad] for h in heads]
     holder.train()
+    # several heads on two cores: each half's step (forward, backward, clipping, AdamW) on its own core
+    groups = _groups(heads, threads)
+    parts = [_Part.of([heads[i] for i in ids], weight_decay, lr) for ids in groups]
+    where = [
+        sum(groups, []).index(i) for i in range(len(heads))
+    ]  # head i's place in the parts' losses, concatenated
+    pool = ThreadPoolExecutor(max_workers=1) if len(parts) > 1 else None
     step, seen, epoch, paused = 0, 0, 0, 0.0
     epoch_loss, epoch_steps = torch.zeros(len(heads)), 0  # summed on the tensor side: no host sync per step
     last, ema = [float("nan")] * len(heads), None
@@ -125,18 +132,14 @@ def fit_heads(
                 if step >= total:
                     break
                 idx = torch.as_tensor(idx)  # (B,) int64
-                for group in opt.param_groups:
-                    group["lr"] = lr * lr_factor(step, total, warmup)
                 inputs, y = gather(idx), labels[idx]
-                losses = torch.stack([F.cross_entropy(h(*inputs), y) for h in heads])  # (H,)
-                opt.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                if max_grad_norm > 0:
-                    for params in own:  # each head's own global norm, as if trained alone
-                        nn.utils.clip_grad_norm_(
-                            params, max_grad_norm, foreach=True
-                        )  # one norm call, not 1/tensor
-                opt.step()
+                lr_now = lr * lr_factor(step, total, warmup)
+                if pool is None:
+                    got = parts[0].step(inputs, y, lr_now, max_grad_norm)
+                else:  # the parts share no parameter: each one's step is what it would be alone, bit for bit
+                    other = pool.submit(parts[1].step, inputs, y, lr_now, max_grad_norm)
+                    got = parts[0].step(inputs, y, lr_now, max_grad_norm) + other.result()
+                losses = torch.stack([got[j] for j in where])  # (H,) in head order
                 step, seen = step + 1, seen + len(idx)
                 epoch_loss += losses.detach()
                 epoch_steps += 1
@@ -154,9 +157,61 @@ def fit_heads(
                 holder.train()
                 paused += time.perf_counter() - t0
     bar.close()
+    if pool is not None:
+        pool.shutdown()
     seconds = time.perf_counter() - start - paused
     holder.eval()
     return FitStats(seconds, total, seen, seen / max(seconds, 1e-9), last, ema.tolist())
+
+
+@dataclass
+class _Part:
+    """Heads that step together in one thread, with their own AdamW: AdamW is elementwise per parameter, so one
+    optimiser per part updates every head exactly as one over all of them would."""
+
+    heads: list[nn.Module]
+    own: list[list[nn.Parameter]]  # per head: its trainable parameters (clipped by their own norm)
+    opt: torch.optim.Optimizer
+
+    @classmethod
+    def of(cls, heads: list[nn.Module], weight_decay: float, lr: float) -> _Part:
+        holder = nn.ModuleList(heads)
+        opt = torch.optim.AdamW(param_groups(holder, weight_decay), lr=lr, **fused_kwargs(holder))
+        return cls(heads, [[p for p in h.parameters() if p.requires_grad] for h in heads], opt)
+
+    def step(self, inputs: tuple, y: torch.Tensor, lr: float, max_grad_norm: float) -> list[torch.Tensor]:
+        """One optimiser step on a batch -> each head's loss (detached)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        losses = [F.cross_entropy(h(*inputs), y) for h in self.heads]
+        torch.stack(losses).sum().backward()  # disjoint parameters: each head gets its own loss's gradient
+        if max_grad_norm > 0:
+            for params in self.own:  # each head's own global norm, as if alone: one foreach call per head
+                nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+        self.opt.step()
+        return [loss.detach() for loss in losses]
+
+
+def _groups(heads: Sequence[nn.Module], threads: int | None) -> list[list[int]]:
+    """Head indices in one group, or in two of about equal parameters (their matmul work) that step on two threads of
+    one intra-op thread each. Small products do not split well over OpenMP threads (VQA's three heads: ~8.5 ms of
+    forward and backward a step on one thread or on two), but two halves side by side each keep a core busy (5.8 ms
+    here). Two only with one intra-op thread, two or more cores, and no dropout: masks drawn from the shared
+    generator by two threads would come in a racing order, and the same seed must give the same numbers."""
+    from peftlab.distributed import physical_cores
+
+    everything = [list(range(len(heads)))]
+    dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for h in heads for m in h.modules())
+    if len(heads) < 2 or threads != 1 or physical_cores() < 2 or dropout:
+        return everything
+    sizes = [sum(p.numel() for p in h.parameters() if p.requires_grad) for h in heads]
+    groups, load = ([], []), [0, 0]
+    for i in sorted(range(len(heads)), key=lambda i: -sizes[i]):  # largest first, onto the lighter side
+        side = 0 if load[0] <= load[1] else 1
+        groups[side].append(i)
+        load[side] += sizes[i]
+    return [sorted(groups[0]), sorted(groups[1])] if groups[1] else everything
 
 
 def logits_in_batches(
