@@ -28,9 +28,8 @@ def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
         raise BadInput(f"--out {out} already exists: choose a new folder, or add --overwrite to replace it")
     if here.exists() and not here.is_dir():
         raise BadInput(f"--out {out} is a file: choose a folder")
-    disk.check_writable(
-        out.parent, "--out"
-    )  # the export is written beside its target, then renamed into place
+    # the export is written beside its target, then renamed into place
+    disk.check_writable(out.parent, "--out")
 
 
 def _merged(model, p, method: str):

@@ -107,14 +107,11 @@ def _resident(pred, fp: FlopPlan) -> int:
 
 def _prefix_bytes(fp: FlopPlan) -> float:
     """float32 bytes of the weights train/cache.py's prefix_keys hashes: what runs before the blocks, and the blocks
-    up to the cut (to the last block when the cut is at the last block or the head: both points share one pass)."""
-    n = len(fp.arch.blocks)
-    upto = fp.cut if fp.cut < n - 1 else n
+    the capture pass runs (fp.capture_stop: to the last block when the cut is at the last block or the head)."""
     head = set(fp.arch.head)
     before = [x for x in fp.arch.layers if x.block is None and not any(x.name.startswith(h) for h in head)]
-    return 4.0 * sum(x.params for x in fp.arch.layers if x.block is not None and x.block < upto) + 4.0 * sum(
-        x.params for x in before
-    )
+    blocks = [x for x in fp.arch.layers if x.block is not None and x.block < fp.capture_stop]
+    return 4.0 * sum(x.params for x in before + blocks)
 
 
 def _lean_head(ctx: Context, cfg, method, fp: FlopPlan) -> tuple[int, int] | None:
@@ -254,9 +251,8 @@ def plan_run(cfg, *, shapes: Shapes | None = None, train_size: int | None = None
     t_eval = _seconds(ctx, fp.eval, evals, cached=width, **kw)
     t_cap_eval = _seconds(ctx, fp.capture, cap_eval, **kw)
     t_eval += fixed_eval if evals else 0.0
-    if (
-        cached and ctx.calibration is not None
-    ):  # the cache's key: the frozen prefix's weights hashed, once per run
+    # the cache's key: the frozen prefix's weights hashed, once per run
+    if cached and ctx.calibration is not None:
         t_key = ctx.calibration.hashing(_prefix_bytes(fp))
         t_eval, t_train = (t_eval + t_key, t_train) if evals else (t_eval, t_train + t_key)
     out["time"] = {

@@ -171,9 +171,8 @@ def _tracked_epochs(val, cfg: RunConfig, labels: list, logits_fn):
 def run(cfg: RunConfig, record: Record, *, memo: dict, progress: bool = True) -> None:
     log = _log(progress)
     method = REGISTRY[cfg.method]
-    load_config(
-        cfg.model
-    )  # a missing model folder or unknown id: one line before the data loads (a hub set is big)
+    # a missing model folder or unknown id: one line before the data loads (a hub data set can be big)
+    load_config(cfg.model)
     data = _load(cfg, memo)
     record.data = _data_section(data)
     labels = data.label_names

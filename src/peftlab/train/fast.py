@@ -117,9 +117,8 @@ def fit_heads(
     # several heads on two cores: each half's step (forward, backward, clipping, AdamW) on its own core
     groups = _groups(heads, threads)
     parts = [_Part.of([heads[i] for i in ids], weight_decay, lr) for ids in groups]
-    where = [
-        sum(groups, []).index(i) for i in range(len(heads))
-    ]  # head i's place in the parts' losses, concatenated
+    # the parts return their heads' losses concatenated, group after group; back[i] is head i's place there
+    back = torch.tensor([i for ids in groups for i in ids]).argsort()
     pool = ThreadPoolExecutor(max_workers=1) if len(parts) > 1 else None
     step, seen, epoch, paused = 0, 0, 0, 0.0
     epoch_loss, epoch_steps = torch.zeros(len(heads)), 0  # summed on the tensor side: no host sync per step
@@ -139,7 +138,7 @@ def fit_heads(
                 else:  # the parts share no parameter: each one's step is what it would be alone, bit for bit
                     other = pool.submit(parts[1].step, inputs, y, lr_now, max_grad_norm)
                     got = parts[0].step(inputs, y, lr_now, max_grad_norm) + other.result()
-                losses = torch.stack([got[j] for j in where])  # (H,) in head order
+                losses = torch.stack(got)[back]  # (H,) in head order
                 step, seen = step + 1, seen + len(idx)
                 epoch_loss += losses.detach()
                 epoch_steps += 1
